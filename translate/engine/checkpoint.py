@@ -1,0 +1,73 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors and JSON-like values::
+
+    {"format": "translate-checkpoint", "version": 1, "model": "pix2pix", "step": 1200,
+     "recipe": {...}, "intensity": {...}, "networks": {...}, "optimizers": {...},
+     "schedulers": {...}, "rng": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from ..errors import TranslateError
+
+FORMAT = "translate-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(state: Dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, "version": VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Dict[str, Any]:
+    """Read and validate a checkpoint; one-line :class:`TranslateError` on anything unexpected."""
+    path = Path(path)
+    if not path.is_file():
+        raise TranslateError(f"checkpoint file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated / foreign files
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise TranslateError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise TranslateError(f"{path} is not a translate checkpoint (expected a file written by `translate fit`)")
+    if state.get("version") != VERSION:
+        raise TranslateError(f"{path}: checkpoint version {state.get('version')!r} is not supported (expected {VERSION})")
+    if expect_model is not None and state.get("model") != expect_model:
+        raise TranslateError(
+            f"{path}: checkpoint is from model {state.get('model')!r}, but the recipe builds {expect_model!r}"
+        )
+    return state
+
+
+def load_network_state(network: torch.nn.Module, state: Dict[str, Any], what: str, source: str | Path) -> None:
+    """``load_state_dict`` with a one-line error naming the checkpoint and the network."""
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(first[1:2]).strip()[:200] if len(first) > 1 else first[0][:200]
+        raise TranslateError(
+            f"{source}: the {what} weights do not fit the network the recipe builds ({detail})"
+        ) from None

@@ -1,0 +1,26 @@
+"""The loss catalogue: every term reads named tensors and composes with ``+`` and ``*``.
+
+>>> from translate.losses import Adversarial, Pixel, Gradient
+>>> objective = Adversarial("lsgan") + 100 * Pixel("l1") + 10 * Gradient()
+>>> objective.part_names
+['adversarial', 'pixel', 'gradient']
+"""
+
+from .base import (LOSSES, Constant, LinearDecay, LinearWarmup, MissingTensorError, Objective, Schedule, Term,
+                   build_objective, build_weight)
+from .adversarial import Adversarial
+from .pixel import Cycle, Identity, Pixel, SelfRegularization
+from .gradient import EdgeWeighted, Gradient
+from .structure import Structure
+from .kspace import KSpace, cartesian_mask
+from .perceptual import Perceptual, Style
+from .shape import Shape
+from .feature_matching import FeatureMatching
+from .kl import KL
+
+__all__ = [
+    "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
+    "build_objective", "build_weight", "Adversarial", "Pixel", "Cycle", "Identity", "SelfRegularization",
+    "Gradient", "EdgeWeighted", "Structure", "KSpace", "cartesian_mask", "Perceptual", "Style", "Shape",
+    "FeatureMatching", "KL",
+]

@@ -1,0 +1,6 @@
+"""Backbones: which networks, which named tensors. Registered in :data:`MODELS`."""
+
+from .base import MODELS, TranslationModel
+from . import pix2pix  # noqa: F401  (registers "pix2pix")
+
+__all__ = ["MODELS", "TranslationModel"]
