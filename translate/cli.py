@@ -35,21 +35,6 @@ def user_errors(func):
     return wrapper
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @app.command()
 @user_errors
 def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct.yaml"),
@@ -59,48 +44,12 @@ def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct
                                                  help="stop after this step (the schedule still spans trainer.steps)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
     """Train a model from a recipe."""
-    import yaml
-
-    from .errors import TranslateError
-    from .recipe import load_recipe, recipe_to_dict
+    from .engine.run import fit_recipe
+    from .recipe import load_recipe
 
     spec = load_recipe(recipe, overrides or [])
-    import torch
-
-    from .engine.build import build_model, build_objectives, build_train_dataset, count_parameters, intensity_state
-    from .engine.trainer import Trainer, resolve_device
-
-    out_dir = spec.trainer.out_dir
-    last = out_dir / "checkpoints" / "last.pt"
-    if resume and not last.is_file():
-        raise TranslateError(f"--resume: no checkpoint at {last} (trainer.out_dir={out_dir})")
-    if not resume and last.is_file():
-        raise TranslateError(f"trainer.out_dir {out_dir} already holds a run; pass --resume to continue it "
-                             f"or choose another trainer.out_dir=...")
-    if spec.trainer.threads:
-        torch.set_num_threads(spec.trainer.threads)
-    resolved = recipe_to_dict(spec)
-    device = resolve_device(spec.trainer.device)
-    torch.manual_seed(spec.trainer.seed)
-    dataset = build_train_dataset(spec)
-    model = build_model(spec)
-    g_objective, d_objective = build_objectives(spec)
-    trainer = Trainer(
-        model=model, generator_objective=g_objective, discriminator_objective=d_objective, dataset=dataset,
-        batch_size=spec.data.batch_size, num_workers=spec.data.num_workers,
-        optimizers={"generator": spec.optim.generator.model_dump(), "discriminator": spec.optim.discriminator.model_dump()},
-        constant_fraction=spec.optim.schedule.constant_fraction, steps=spec.trainer.steps, out_dir=out_dir,
-        model_name=spec.model.name, device=device, seed=spec.trainer.seed, checkpoint_every=spec.trainer.checkpoint_every,
-        image_every=spec.trainer.image_every, log_every=spec.trainer.log_every, amp=spec.trainer.amp,
-        extra_state={"recipe": resolved, "intensity": intensity_state(spec)}, stop_after=stop_after,
-        show_progress=not quiet)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    typer.echo(f"fit: {spec.model.name} on {len(dataset)} slices, {count_parameters(model.generator):,} generator "
-               f"parameters, device {device}, {spec.trainer.steps} steps -> {out_dir}", err=True)
-    summary = trainer.fit(resume_from=last if resume else None)
-    typer.echo(f"fit: step {summary['step']} in {summary['seconds']:.1f} s ({summary['steps_per_second']:.2f} it/s); "
-               f"checkpoint {summary['checkpoint']}", err=True)
+    fit_recipe(spec, resume=resume, stop_after=stop_after, show_progress=not quiet,
+               announce=lambda text: typer.echo(text, err=True))
 
 
 @app.command()
@@ -150,7 +99,9 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
                 break
         out = prediction.parent / f"{name}.metrics.json"
     record = {"prediction": str(prediction), "target": str(target), **{k: v for k, v in result.items()}}
-    _write_text_atomic(out, json.dumps(record, indent=2, default=str) + "\n")
+    from .atomic import write_text_atomic
+
+    write_text_atomic(out, json.dumps(record, indent=2, default=str) + "\n")
     typer.echo(f"evaluate: metrics written to {out}")
 
 

@@ -96,6 +96,7 @@ class OptimConfig(_Strict):
 
 class TrainerConfig(_Strict):
     steps: int = Field(1000, ge=1)
+    epochs: Optional[int] = Field(None, ge=1, description="when set, replaces steps: epochs x batches per epoch")
     seed: int = 0
     device: str = "auto"
     out_dir: Path = Path("runs/experiment")

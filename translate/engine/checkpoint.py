@@ -10,12 +10,12 @@ A checkpoint is a plain dict of tensors and JSON-like values::
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import torch
 
+from ..atomic import atomic_path
 from ..errors import TranslateError
 
 FORMAT = "translate-checkpoint"
@@ -24,20 +24,13 @@ VERSION = 1
 
 def save_checkpoint(state: Dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_path(path, suffix=".tmp") as tmp:
+        with open(tmp, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Dict[str, Any]:

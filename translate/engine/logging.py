@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_path
 
 
 def _display(x: torch.Tensor) -> np.ndarray:
@@ -41,15 +41,8 @@ def preview_grid(source: torch.Tensor, translated: torch.Tensor, target: Optiona
 def save_png(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
 
 
 class RunLogger:

@@ -1,0 +1,57 @@
+"""One training run from a validated recipe: the body of ``translate fit``, usable from Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+import yaml
+
+from ..atomic import write_text_atomic
+from ..errors import TranslateError
+from ..recipe import Recipe, recipe_to_dict
+from .build import build_model, build_objectives, build_train_dataset, count_parameters, intensity_state
+from .trainer import Trainer, resolve_device
+
+
+def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int] = None,
+               show_progress: bool = True, announce: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Build everything the recipe names and train; returns the trainer's summary."""
+    out_dir = recipe.trainer.out_dir
+    last = out_dir / "checkpoints" / "last.pt"
+    if resume and not last.is_file():
+        raise TranslateError(f"--resume: no checkpoint at {last} (trainer.out_dir={out_dir})")
+    if not resume and last.is_file():
+        raise TranslateError(f"trainer.out_dir {out_dir} already holds a run; pass --resume to continue it "
+                             f"or choose another trainer.out_dir=...")
+    if recipe.trainer.threads:
+        torch.set_num_threads(recipe.trainer.threads)
+    resolved = recipe_to_dict(recipe)
+    device = resolve_device(recipe.trainer.device)
+    torch.manual_seed(recipe.trainer.seed)
+    dataset = build_train_dataset(recipe)
+    model = build_model(recipe)
+    g_objective, d_objective = build_objectives(recipe)
+    steps = recipe.trainer.steps
+    if recipe.trainer.epochs is not None:
+        steps = recipe.trainer.epochs * max(len(dataset) // recipe.data.batch_size, 1)
+    trainer = Trainer(
+        model=model, generator_objective=g_objective, discriminator_objective=d_objective, dataset=dataset,
+        batch_size=recipe.data.batch_size, num_workers=recipe.data.num_workers,
+        optimizers={"generator": recipe.optim.generator.model_dump(),
+                    "discriminator": recipe.optim.discriminator.model_dump()},
+        constant_fraction=recipe.optim.schedule.constant_fraction, steps=steps, out_dir=out_dir,
+        model_name=recipe.model.name, device=device, seed=recipe.trainer.seed,
+        checkpoint_every=recipe.trainer.checkpoint_every, image_every=recipe.trainer.image_every,
+        log_every=recipe.trainer.log_every, amp=recipe.trainer.amp,
+        extra_state={"recipe": resolved, "intensity": intensity_state(recipe)}, stop_after=stop_after,
+        show_progress=show_progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    announce(f"fit: {recipe.model.name} on {len(dataset)} slices, {count_parameters(model.generator):,} generator "
+             f"parameters, device {device}, {steps} steps -> {out_dir}")
+    summary = trainer.fit(resume_from=last if resume else None)
+    announce(f"fit: step {summary['step']} in {summary['seconds']:.1f} s ({summary['steps_per_second']:.2f} it/s); "
+             f"checkpoint {summary['checkpoint']}")
+    return summary
