@@ -1,0 +1,172 @@
+"""Networks: every registered generator/discriminator in 2D and 3D, plus the PatchGAN maths."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from translate.errors import TranslateError
+from translate.nn import (DISCRIMINATORS, GENERATORS, MultiScaleDiscriminator, PatchDiscriminator, ResNetGenerator,
+                          UNetGenerator, build_discriminator, build_generator, init_weights, patchgan_receptive_field)
+from translate.nn.layers import norm_layer
+
+# Small configurations per registered name; a network added without an entry still runs, shrunk
+# through its ``channels`` argument, so it is exercised the day it is registered.
+SMALL_GENERATORS = {
+    "unet": dict(channels=(4, 8, 16, 16)),
+    "resnet": dict(channels=4, n_blocks=1, n_downsampling=2),
+}
+SMALL_DISCRIMINATORS = {
+    "patchgan": dict(channels=4, n_layers=2),
+    "multiscale": dict(channels=4, n_layers=2, num_scales=2),
+}
+SHAPES = {2: (32, 32), 3: (16, 16, 16)}
+DISCRIMINATOR_SHAPES = {2: (32, 32), 3: (32, 32, 32)}
+
+
+def small_kwargs(registry, table, name):
+    if name in table:
+        return dict(table[name])
+    params = inspect.signature(registry.get(name)).parameters
+    return {"channels": 8} if "channels" in params and isinstance(params["channels"].default, int) else {}
+
+
+def as_list(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def assert_gradients_flow(net: nn.Module, x: torch.Tensor, out) -> None:
+    sum(o.float().mean() for o in as_list(out)).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in net.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", GENERATORS.names())
+def test_generator_shape_and_gradients(name, spatial_dims):
+    torch.manual_seed(0)
+    net = build_generator(name, spatial_dims=spatial_dims, in_channels=3, out_channels=1,
+                          **small_kwargs(GENERATORS, SMALL_GENERATORS, name))
+    x = torch.randn(2, 3, *SHAPES[spatial_dims], requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 1, *SHAPES[spatial_dims])
+    assert_gradients_flow(net, x, out)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", DISCRIMINATORS.names())
+def test_discriminator_shape_features_and_gradients(name, spatial_dims):
+    torch.manual_seed(0)
+    net = build_discriminator(name, spatial_dims=spatial_dims, in_channels=2,
+                              **small_kwargs(DISCRIMINATORS, SMALL_DISCRIMINATORS, name))
+    x = torch.randn(2, 2, *DISCRIMINATOR_SHAPES[spatial_dims], requires_grad=True)
+    logits = as_list(net(x))
+    for out in logits:
+        assert out.shape[:2] == (2, 1) and out.dim() == spatial_dims + 2 and min(out.shape[2:]) > 0
+    with_features, features = net(x, return_features=True)
+    assert [o.shape for o in as_list(with_features)] == [o.shape for o in logits]
+    flat = [f for group in features for f in (group if isinstance(group, list) else [group])]
+    assert flat and all(f.shape[0] == 2 for f in flat)
+    assert_gradients_flow(net, x, with_features)
+
+
+def test_patchgan_output_size_matches_reference():
+    d = PatchDiscriminator(spatial_dims=2, in_channels=2, receptive_field=70)
+    assert d.n_layers == 3 and d.receptive_field == 70
+    assert d(torch.zeros(1, 2, 256, 256)).shape == (1, 1, 30, 30)
+    assert sum(p.numel() for p in d.parameters()) == 2_764_609  # pytorch-CycleGAN-and-pix2pix, 2 inputs
+
+
+def test_patchgan_receptive_field_table():
+    assert [patchgan_receptive_field(n) for n in range(1, 6)] == [16, 34, 70, 142, 286]
+    for field, n_layers in [(16, 1), (34, 2), (70, 3), (142, 4), (286, 5)]:
+        assert PatchDiscriminator(channels=2, receptive_field=field).n_layers == n_layers
+    with pytest.raises(ValueError, match="16, 34, 70, 142, 286"):
+        PatchDiscriminator(receptive_field=64)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_patchgan_receptive_field_empirical(n_layers):
+    """The input support of one central logit's gradient is exactly the receptive field."""
+    torch.manual_seed(n_layers)
+    d = PatchDiscriminator(spatial_dims=2, in_channels=1, channels=2, n_layers=n_layers, norm="none").double()
+    x = torch.randn(1, 1, 160, 160, dtype=torch.float64, requires_grad=True)
+    out = d(x)
+    centre = out.shape[-1] // 2
+    out[0, 0, centre, centre].backward()
+    support = x.grad[0, 0] != 0
+    rows, cols = support.any(dim=1).nonzero().squeeze(1), support.any(dim=0).nonzero().squeeze(1)
+    field = patchgan_receptive_field(n_layers)
+    assert rows.min() > 0 and rows.max() < 159, "support touches the border: the test input is too small"
+    assert len(rows) == len(cols) == field
+    assert rows.max() - rows.min() + 1 == field
+    assert int(support.sum()) == field * field
+
+
+def test_multiscale_returns_one_map_per_scale():
+    d = MultiScaleDiscriminator(spatial_dims=2, in_channels=2, num_scales=3, channels=4, n_layers=1)
+    logits, features = d(torch.randn(1, 2, 64, 64), return_features=True)
+    assert [o.shape[-1] for o in logits] == [30, 14, 6]
+    assert len(features) == 3 and all(len(f) == 2 for f in features)
+
+
+def test_unet_bad_size_names_size_and_multiple():
+    net = UNetGenerator(spatial_dims=2, channels=(4, 8, 8, 8))
+    with pytest.raises(ValueError, match=r"\(30, 32\).*divisible by 16"):
+        net(torch.zeros(1, 1, 30, 32))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ResNetGenerator(spatial_dims=2, channels=4, n_blocks=1)(torch.zeros(1, 1, 30, 30))
+
+
+def test_unet_dropout_in_innermost_decoder_blocks():
+    def dropouts(net):
+        return [i for i, block in enumerate(net.decoder) if any(isinstance(m, nn.Dropout) for m in block)]
+    assert dropouts(UNetGenerator(channels=(4,) * 8)) == [0, 1, 2]
+    assert dropouts(UNetGenerator(channels=(4, 4))) == [0]
+    assert dropouts(UNetGenerator(channels=(4,) * 8, dropout=0.0)) == []
+
+
+def test_bad_options_list_valid_values():
+    with pytest.raises(ValueError, match="'instance', 'batch', 'none'"):
+        norm_layer("group", 2, 4)
+    with pytest.raises(ValueError, match="norm"):
+        UNetGenerator(norm="layer")
+    with pytest.raises(ValueError, match="tanh"):
+        UNetGenerator(final_activation="sigmoid")
+    with pytest.raises(ValueError, match="spatial_dims"):
+        ResNetGenerator(spatial_dims=1)
+    with pytest.raises(TranslateError, match="unet"):
+        build_generator("nope")
+
+
+def test_deterministic_under_fixed_seed():
+    def run():
+        torch.manual_seed(123)
+        net = UNetGenerator(spatial_dims=2, channels=(4, 8, 8))
+        x = torch.randn(2, 1, 16, 16)
+        return net(x)  # train mode: dropout draws from the seeded generator too
+    first, second = run(), run()
+    assert torch.equal(first, second)
+    torch.manual_seed(1)
+    assert not torch.equal(first, UNetGenerator(spatial_dims=2, channels=(4, 8, 8))(torch.randn(2, 1, 16, 16)))
+
+
+def test_init_weights_statistics():
+    torch.manual_seed(0)
+    net = init_weights(UNetGenerator(spatial_dims=2, channels=(32, 64, 128, 128), norm="batch"), gain=0.02)
+    convs = [m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    conv_w = torch.cat([m.weight.flatten() for m in convs])
+    norm_w = torch.cat([m.weight.flatten() for m in norms])
+    assert abs(conv_w.mean()) < 1e-3 and abs(conv_w.std() - 0.02) < 1e-3
+    assert abs(norm_w.mean() - 1) < 0.01 and abs(norm_w.std() - 0.02) < 0.005
+    for m in convs + norms:
+        if m.bias is not None:
+            assert torch.count_nonzero(m.bias) == 0
+    with pytest.raises(ValueError, match="xavier"):
+        init_weights(net, kind="uniform")
