@@ -330,3 +330,12 @@ def check_pair(pred: Tensor, target: Tensor, what: str = "loss") -> None:
     check_image(target, f"{what} target")
     if pred.shape != target.shape:
         raise ValueError(f"{what}: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+
+
+def check_choice(enum: type, value: Any, what: str) -> Any:
+    """``enum(value)`` for a string option, or a ``ValueError`` listing the valid values."""
+    try:
+        return enum(str(getattr(value, "value", value)).lower())
+    except ValueError:
+        valid = ", ".join(repr(v.value) for v in enum)
+        raise ValueError(f"unknown {what} {value!r}; expected one of {valid}") from None
