@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny phantom, a tiny recipe, and the path of the real shared data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Two cores: parallel test workers each take one thread so they do not fight.
+torch.set_num_threads(1)
+
+TINY_RECIPE = {
+    "model": {
+        "name": "pix2pix",
+        "spatial_dims": 2,
+        "generator": {"name": "unet", "channels": [8, 16, 32], "dropout": 0.5, "norm": "batch"},
+        "discriminator": {"name": "patchgan", "channels": 8, "n_layers": 2, "norm": "batch"},
+    },
+    "data": {"root": "WILL_BE_SET", "batch_size": 2, "augment": True},
+    "objective": {
+        "generator": [{"name": "adversarial", "mode": "lsgan"}, {"name": "pixel", "kind": "l1", "weight": 100}],
+        "discriminator": [{"name": "adversarial", "mode": "lsgan", "side": "discriminator", "weight": 0.5}],
+    },
+    "trainer": {"steps": 2, "seed": 0, "device": "cpu", "out_dir": "WILL_BE_SET", "checkpoint_every": 1,
+                "image_every": 1, "log_every": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory) -> Path:
+    from translate.data.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom(root, subjects=3, seed=0, shape=(6, 32, 32), spacing=(4.0, 6.0, 6.0))
+    return root
+
+
+@pytest.fixture()
+def tiny_recipe(tiny_phantom, tmp_path) -> dict:
+    tree = copy.deepcopy(TINY_RECIPE)
+    tree["data"]["root"] = str(tiny_phantom)
+    tree["trainer"]["out_dir"] = str(tmp_path / "run")
+    return tree
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA

@@ -1,0 +1,218 @@
+"""End to end through the command line: fit -> infer -> evaluate, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from translate.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def write_recipe(tree: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_help_is_quick_and_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "translate.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ("fit", "infer", "evaluate", "data", "losses"):
+        assert command in out.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_phantom):
+    """One 2-step run shared by the tests that only read its outputs."""
+    from conftest import TINY_RECIPE
+    import copy
+
+    tree = copy.deepcopy(TINY_RECIPE)
+    tree["data"]["root"] = str(tiny_phantom)
+    tmp = tmp_path_factory.mktemp("trained")
+    tree["trainer"]["out_dir"] = str(tmp / "run")
+    recipe = write_recipe(tree, tmp / "recipe.yaml")
+    result = run("fit", recipe, "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    return tmp / "run", tiny_phantom
+
+
+def test_fit_writes_a_complete_run(trained):
+    out, _ = trained
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert (out / "checkpoints" / "step_0000002.pt").is_file()
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["trainer"]["steps"] == 2
+    assert sorted(p.name for p in (out / "images").glob("*.png")) == ["step_0000001.png", "step_0000002.png"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert {"g_total", "g_adversarial", "g_pixel", "d_total", "d_adversarial"} <= set(records[0])
+    assert list(out.glob("checkpoints/.*")) == []  # no temporary files left
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert state["model"] == "pix2pix" and state["step"] == 2
+
+
+def test_infer_keeps_the_input_grid_and_writes_hu(trained, tmp_path):
+    out, phantom = trained
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    source = phantom / subject / "mr.nii.gz"
+    result = run("infer", out / "checkpoints" / "last.pt", source, tmp_path / "sct.nii.gz", "--quiet", "--batch-size", "4")
+    assert result.exit_code == 0, (result.output, result.exception)
+    ref, pred = sitk.ReadImage(str(source)), sitk.ReadImage(str(tmp_path / "sct.nii.gz"))
+    assert pred.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(pred.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(pred.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(pred.GetDirection(), ref.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(nib.load(tmp_path / "sct.nii.gz").affine, nib.load(source).affine, atol=1e-4)
+    hu = sitk.GetArrayFromImage(pred)
+    assert hu.dtype == np.int16 and -1024 <= hu.min() and hu.max() <= 2000
+
+
+def test_infer_on_an_odd_sized_volume_along_another_axis(trained, tmp_path):
+    out, _ = trained
+    mr = sitk.GetImageFromArray(np.random.default_rng(0).random((5, 21, 27)).astype(np.float32) * 500)
+    mr.SetSpacing((0.8, 0.9, 2.5))
+    mr.SetOrigin((10.0, -20.0, 30.0))
+    sitk.WriteImage(mr, str(tmp_path / "odd.nrrd"))
+    result = run("infer", out / "checkpoints" / "last.pt", tmp_path / "odd.nrrd", tmp_path / "odd_ct.mha",
+                 "--quiet", "--axis", "2")
+    assert result.exit_code == 0, (result.output, result.exception)
+    pred = sitk.ReadImage(str(tmp_path / "odd_ct.mha"))
+    assert pred.GetSize() == mr.GetSize() and pred.GetOrigin() == mr.GetOrigin()
+
+
+def test_evaluate_prints_table_and_json(trained, tmp_path):
+    out, phantom = trained
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    run("infer", out / "checkpoints" / "last.pt", phantom / subject / "mr.nii.gz", tmp_path / "sct.nii.gz", "--quiet")
+    result = run("evaluate", tmp_path / "sct.nii.gz", phantom / subject / "ct.nii.gz")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "MAE (HU)" in result.stdout and "SSIM" in result.stdout
+    metrics = json.loads((tmp_path / "sct.metrics.json").read_text())
+    assert metrics["mae_hu"] > 0 and 0 < metrics["ssim"] <= 1
+
+
+def test_resume_continues_with_identical_losses(tiny_recipe, tmp_path):
+    tiny_recipe["trainer"].update(steps=4, checkpoint_every=2, image_every=100)
+    straight = dict(tiny_recipe, trainer=dict(tiny_recipe["trainer"], out_dir=str(tmp_path / "straight")))
+    split = dict(tiny_recipe, trainer=dict(tiny_recipe["trainer"], out_dir=str(tmp_path / "split")))
+    a = write_recipe(straight, tmp_path / "a.yaml")
+    b = write_recipe(split, tmp_path / "b.yaml")
+    assert run("fit", a, "--quiet").exit_code == 0
+    assert run("fit", b, "--quiet", "--stop-after", "2").exit_code == 0
+    assert not (tmp_path / "split" / "checkpoints" / "step_0000004.pt").exists()
+    again = run("fit", b, "--quiet")
+    one_line_error(again, "already holds a run", "--resume")
+    resumed = run("fit", b, "--quiet", "--resume")
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+
+    def losses(folder):
+        return {r["step"]: r for r in map(json.loads, (tmp_path / folder / "metrics.jsonl").read_text().splitlines())}
+
+    full, parts = losses("straight"), losses("split")
+    assert sorted(parts) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert parts[step] == full[step], step
+
+
+def test_resume_without_a_checkpoint(tiny_recipe, tmp_path):
+    one_line_error(run("fit", write_recipe(tiny_recipe, tmp_path / "r.yaml"), "--resume", "--quiet"), "--resume: no checkpoint")
+
+
+def test_fit_bad_inputs(tiny_recipe, tmp_path):
+    one_line_error(run("fit", tmp_path / "missing.yaml"), "recipe file not found")
+    recipe = write_recipe(tiny_recipe, tmp_path / "r.yaml")
+    one_line_error(run("fit", recipe, "trainer.stepz=3"), "unknown key 'trainer.stepz'")
+    one_line_error(run("fit", recipe, "objective.generator=[{name: nonsense}]"), "nonsense")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_fit_refuses_pairs_on_different_grids(tiny_recipe, tiny_phantom, tmp_path):
+    import shutil
+
+    root = tmp_path / "phantom"
+    shutil.copytree(tiny_phantom, root)
+    subject = json.loads((root / "split.json").read_text())["train"][0]
+    ct = sitk.ReadImage(str(root / subject / "ct.nii.gz"))
+    sitk.WriteImage(ct[:, :, :-1], str(root / subject / "ct.nii.gz"))
+    result = run("fit", write_recipe(tiny_recipe, tmp_path / "r.yaml"), f"data.root={root}", "--quiet")
+    one_line_error(result, subject)
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_infer_bad_inputs(trained, tmp_path):
+    out, phantom = trained
+    ckpt = out / "checkpoints" / "last.pt"
+    target = tmp_path / "out.nii.gz"
+    one_line_error(run("infer", ckpt, tmp_path / "nope.nii.gz", target), "not found")
+    truncated = tmp_path / "cut.nii.gz"
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    truncated.write_bytes((phantom / subject / "mr.nii.gz").read_bytes()[:300])
+    one_line_error(run("infer", ckpt, truncated, target), "cut.nii.gz")
+    flat = sitk.GetImageFromArray(np.zeros((16, 16), np.float32))
+    sitk.WriteImage(flat, str(tmp_path / "flat.nii.gz"))
+    one_line_error(run("infer", ckpt, tmp_path / "flat.nii.gz", target), "2D")
+    nan = np.ones((4, 16, 16), np.float32)
+    nan[1, 2, 3] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(nan), str(tmp_path / "nan.nii.gz"))
+    one_line_error(run("infer", ckpt, tmp_path / "nan.nii.gz", target), "NaN")
+    assert not target.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_infer_refuses_foreign_checkpoints(trained, tmp_path):
+    out, phantom = trained
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    source = phantom / subject / "mr.nii.gz"
+    target = tmp_path / "out.nii.gz"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
+    one_line_error(run("infer", tmp_path / "other.pt", source, target), "not a translate checkpoint")
+    (tmp_path / "text.pt").write_text("hello")
+    one_line_error(run("infer", tmp_path / "text.pt", source, target), "cannot read checkpoint")
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    state["recipe"]["model"]["generator"]["channels"] = [4, 8, 16]
+    torch.save(state, tmp_path / "mismatch.pt")
+    one_line_error(run("infer", tmp_path / "mismatch.pt", source, target), "do not fit")
+    assert not target.exists()
+
+
+def test_evaluate_grid_mismatch(trained, tmp_path):
+    _, phantom = trained
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    ct = sitk.ReadImage(str(phantom / subject / "ct.nii.gz"))
+    sitk.WriteImage(ct[:, :, :-1], str(tmp_path / "short.nii.gz"))
+    one_line_error(run("evaluate", tmp_path / "short.nii.gz", phantom / subject / "ct.nii.gz"), "short.nii.gz")
+
+
+def test_losses_command_lists_the_catalogue():
+    result = run("losses")
+    assert result.exit_code == 0, (result.output, result.exception)
+    for name in ("adversarial", "pixel", "cycle", "gradient", "structure", "perceptual", "shape", "kspace", "kl"):
+        assert name in result.stdout
+
+
+def test_phantom_command(tmp_path):
+    result = run("data", "phantom", tmp_path / "ph", "--subjects", "3", "--seed", "1")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (tmp_path / "ph" / "split.json").is_file()
