@@ -103,6 +103,27 @@ def test_infer_on_an_odd_sized_volume_along_another_axis(trained, tmp_path):
     assert pred.GetSize() == mr.GetSize() and pred.GetOrigin() == mr.GetOrigin()
 
 
+@pytest.mark.parametrize("name", ["example_mr_sm.nii.gz", "example_ct_dicom"])
+def test_infer_on_real_volumes_keeps_their_grid(trained, shared_data, tmp_path, name):
+    """A real MR NIfTI and a real DICOM series folder in; NIfTI out on exactly their grid."""
+    out, _ = trained
+    source = shared_data / "totalseg" / name
+    result = run("infer", out / "checkpoints" / "last.pt", source, tmp_path / "sct.nii.gz", "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    if source.is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(source)))
+        ref = reader.Execute()
+    else:
+        ref = sitk.ReadImage(str(source))
+        np.testing.assert_allclose(nib.load(tmp_path / "sct.nii.gz").affine, nib.load(source).affine, atol=1e-4)
+    pred = sitk.ReadImage(str(tmp_path / "sct.nii.gz"))
+    assert pred.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(pred.GetSpacing(), ref.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(pred.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(pred.GetDirection(), ref.GetDirection(), atol=1e-6)
+
+
 def test_evaluate_prints_table_and_json(trained, tmp_path):
     out, phantom = trained
     subject = json.loads((phantom / "split.json").read_text())["test"][0]
