@@ -27,7 +27,7 @@ TINY_RECIPE = {
         "discriminator": [{"name": "adversarial", "mode": "lsgan", "side": "discriminator", "weight": 0.5}],
     },
     "trainer": {"steps": 2, "seed": 0, "device": "cpu", "out_dir": "WILL_BE_SET", "checkpoint_every": 1,
-                "image_every": 1, "log_every": 1},
+                "image_every": 1, "log_every": 1, "val_every": 1},
 }
 
 

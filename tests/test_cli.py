@@ -67,8 +67,14 @@ def test_fit_writes_a_complete_run(trained):
     assert yaml.safe_load((out / "recipe.yaml").read_text())["trainer"]["steps"] == 2
     assert sorted(p.name for p in (out / "images").glob("*.png")) == ["step_0000001.png", "step_0000002.png"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
-    assert {"g_total", "g_adversarial", "g_pixel", "d_total", "d_adversarial"} <= set(records[0])
+    losses = [r for r in records if "g_total" in r]
+    assert [r["step"] for r in losses] == [1, 2]
+    assert {"g_total", "g_adversarial", "g_pixel", "d_total", "d_adversarial"} <= set(losses[0])
+    validations = [r for r in records if "val_mae_hu" in r]
+    assert [r["step"] for r in validations] == [1, 2]
+    assert all(0 < r["val_mae_hu"] < 3000 and 0 <= r["val_ssim"] <= 1 for r in validations)
+    best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best_val"] == pytest.approx(min(r["val_mae_hu"] for r in validations), abs=1e-5)
     assert list(out.glob("checkpoints/.*")) == []  # no temporary files left
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert state["model"] == "pix2pix" and state["step"] == 2

@@ -102,6 +102,7 @@ class TrainerConfig(_Strict):
     out_dir: Path = Path("runs/experiment")
     checkpoint_every: int = Field(500, ge=1)
     image_every: int = Field(250, ge=1)
+    val_every: int = Field(0, ge=0, description="steps between validations on data.val_split (0 = never)")
     log_every: int = Field(10, ge=1)
     amp: bool = Field(False, description="mixed precision (CUDA only; ignored on CPU)")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TranslateError
+from ..models import TranslationModel
 from ..recipe import Recipe
 from .checkpoint import load_checkpoint, load_network_state
 from .trainer import resolve_device
@@ -18,11 +19,21 @@ from .trainer import resolve_device
 class SliceTranslator:
     """A trained model plus the intensity handling it was trained with.
 
-    Built from a checkpoint; :meth:`translate_array` maps a source volume ``(Z, Y, X)`` in its
+    Built from a checkpoint (:meth:`from_checkpoint`) or, during training, from the live model;
+    :meth:`translate_array` maps a source volume ``(Z, Y, X)`` in its
     native units (e.g. MR signal) to the target in HU on the same grid.
     """
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+    def __init__(self, model: TranslationModel, recipe: Recipe, normaliser: Any, window: Any,
+                 device: torch.device | str = "auto", step: int = 0):
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model, self.recipe, self.normaliser, self.window = model, recipe, normaliser, window
+        self.step = step
+        self.context = recipe.data.context_slices
+        self.multiple = int(getattr(model.generator, "size_multiple", 1))
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto") -> "SliceTranslator":
         from ..data.intensity import HUWindow, MRNormalizer
         from ..models import MODELS
         from .build import build_model
@@ -31,18 +42,16 @@ class SliceTranslator:
         if state.get("model") not in MODELS:
             raise TranslateError(f"{checkpoint}: unknown model {state.get('model')!r} in checkpoint")
         try:
-            self.recipe = Recipe.model_validate(state["recipe"])
-            self.normaliser = MRNormalizer.from_dict(state["intensity"]["source"])
-            self.window = HUWindow.from_dict(state["intensity"]["target"])
+            recipe = Recipe.model_validate(state["recipe"])
+            normaliser = MRNormalizer.from_dict(state["intensity"]["source"])
+            window = HUWindow.from_dict(state["intensity"]["target"])
         except Exception as err:  # a foreign or damaged checkpoint
             raise TranslateError(f"{checkpoint}: checkpoint lacks a valid recipe or intensity settings ({err})") from None
-        self.device = resolve_device(device)
-        model = build_model(self.recipe)
-        load_network_state(model, state["networks"]["model"], self.recipe.model.name, checkpoint)
-        self.model = model.to(self.device).eval()
-        self.step = int(state.get("step", 0))
-        self.context = self.recipe.data.context_slices
-        self.multiple = int(getattr(model.generator, "size_multiple", 1))
+        resolved = resolve_device(device)
+        model = build_model(recipe)
+        load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
+        return cls(model.to(resolved).eval(), recipe, normaliser, window, device=resolved,
+                   step=int(state.get("step", 0)))
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         h, w = x.shape[-2:]
@@ -58,6 +67,15 @@ class SliceTranslator:
         axis = self.recipe.data.axis if axis is None else axis
         if axis not in (0, 1, 2):
             raise TranslateError(f"axis: expected 0, 1 or 2, got {axis}")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._translate(source, axis, batch_size, on_batch)
+        finally:
+            self.model.train(was_training)
+
+    def _translate(self, source: np.ndarray, axis: int, batch_size: int,
+                   on_batch: Optional[Callable[[int], None]]) -> np.ndarray:
         params = self.normaliser.fit(source)
         normalised = np.moveaxis(self.normaliser.apply(source, params), axis, 0)
         volume = torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))
@@ -83,7 +101,7 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
     output = Path(output)
     if output.exists() and output.is_dir():
         raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
-    translator = SliceTranslator(checkpoint, device=device)
+    translator = SliceTranslator.from_checkpoint(checkpoint, device=device)
     image = read_volume(source, what="input")
     array = image_to_array(image).astype(np.float32)
     slicing = translator.recipe.data.axis if axis is None else axis

@@ -100,6 +100,19 @@ class RunLogger:
             text = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             print(f"step {step}: {text} {speed}", file=sys.stderr, flush=True)
 
+    def validation(self, step: int, scores: Mapping[str, float]) -> None:
+        """Validation scores: a metrics.jsonl record, TensorBoard ``val/*`` scalars and one printed line."""
+        self.metrics.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in scores.items()}}) + "\n")
+        self.metrics.flush()
+        if self.writer is not None:
+            for key, value in scores.items():
+                self.writer.add_scalar(f"val/{key.removeprefix('val_')}", value, step)
+        text = " ".join(f"{k}={v:.4g}" for k, v in scores.items())
+        if self.progress is not None and self.is_terminal:
+            self.progress.console.print(f"step {step}: {text}")
+        else:
+            print(f"step {step}: {text}", file=sys.stderr, flush=True)
+
     def preview(self, step: int, batch: Mapping[str, Any], generated: Mapping[str, Any]) -> None:
         source = batch.get("real_a")
         translated = generated.get("fake_b")

@@ -13,6 +13,7 @@ from ..errors import TranslateError
 from ..recipe import Recipe, recipe_to_dict
 from .build import build_model, build_objectives, build_train_dataset, count_parameters, intensity_state
 from .trainer import Trainer, resolve_device
+from .validation import build_validator
 
 
 def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int] = None,
@@ -33,6 +34,7 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
     dataset = build_train_dataset(recipe)
     model = build_model(recipe)
     g_objective, d_objective = build_objectives(recipe)
+    validator = build_validator(recipe)
     steps = recipe.trainer.steps
     if recipe.trainer.epochs is not None:
         steps = recipe.trainer.epochs * max(len(dataset) // recipe.data.batch_size, 1)
@@ -46,7 +48,7 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
         checkpoint_every=recipe.trainer.checkpoint_every, image_every=recipe.trainer.image_every,
         log_every=recipe.trainer.log_every, amp=recipe.trainer.amp,
         extra_state={"recipe": resolved, "intensity": intensity_state(recipe)}, stop_after=stop_after,
-        show_progress=show_progress)
+        show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
     announce(f"fit: {recipe.model.name} on {len(dataset)} slices, {count_parameters(model.generator):,} generator "

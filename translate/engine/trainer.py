@@ -10,7 +10,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 import torch
 from torch import nn
@@ -55,6 +55,9 @@ class Trainer:
         extra_state: JSON-like values stored in every checkpoint (recipe, intensity ...).
         stop_after: end this process after that step, as an interruption would (the schedule
             still spans ``steps``); ``None`` runs to ``steps``.
+        validate: ``(model, device) -> {"val_mae_hu": ..., ...}``, called every ``val_every``
+            steps and at the end; the checkpoint with the lowest ``val_mae_hu`` is kept as
+            ``checkpoints/best.pt``. It must not draw random numbers (resume stays exact).
     """
 
     def __init__(self, *, model: TranslationModel, generator_objective: Objective,
@@ -64,7 +67,9 @@ class Trainer:
                  device: torch.device | str = "cpu", seed: int = 0, checkpoint_every: int = 500,
                  image_every: int = 250, log_every: int = 10, amp: bool = False,
                  extra_state: Optional[Dict[str, Any]] = None, stop_after: Optional[int] = None,
-                 show_progress: bool = True):
+                 show_progress: bool = True,
+                 validate: Optional[Callable[[TranslationModel, torch.device], Dict[str, float]]] = None,
+                 val_every: int = 0):
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device)
         self.g_objective = generator_objective.to(self.device)
@@ -75,6 +80,8 @@ class Trainer:
         self.checkpoint_every, self.image_every, self.log_every = checkpoint_every, image_every, log_every
         self.extra_state = dict(extra_state or {})
         self.show_progress = show_progress
+        self.validate, self.val_every = validate, val_every
+        self.best_val: Optional[float] = None
         self.amp = bool(amp) and self.device.type == "cuda"
         self.step = 0
 
@@ -102,7 +109,7 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-            "rng": rng, **self.extra_state,
+            "rng": rng, "best_val": self.best_val, **self.extra_state,
         }
 
     def save(self) -> Path:
@@ -124,6 +131,7 @@ class Trainer:
         except (KeyError, ValueError) as err:
             raise TranslateError(f"{path}: optimiser state does not match this recipe ({err})")
         self.step = int(state["step"])
+        self.best_val = state.get("best_val")
         self._rng_to_restore = state["rng"]
 
     # ------------------------------------------------------------------ training
@@ -175,6 +183,15 @@ class Trainer:
         self._last = (batch, generated)
         return logs
 
+    def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
+        scores = self.validate(self.model, self.device)
+        logger.validation(self.step, scores)
+        mae = scores.get("val_mae_hu")
+        if mae is not None and (self.best_val is None or mae < self.best_val):
+            self.best_val = mae
+            save_checkpoint(self.state_dict(), self.out_dir / "checkpoints" / "best.pt")
+        return scores
+
     def fit(self, resume_from: Optional[Path] = None) -> Dict[str, Any]:
         self._rng_to_restore = None
         if resume_from is not None:
@@ -199,6 +216,8 @@ class Trainer:
                 logger.step(self.step, last_logs, lr=lr, log=self.step % self.log_every == 0 or self.step == end)
                 if self.step % self.image_every == 0 or self.step == end:
                     logger.preview(self.step, *self._last)
+                if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
+                    self._run_validation(logger)
                 if self.step % self.checkpoint_every == 0 or self.step == end:
                     self.save()
         finally:
