@@ -176,6 +176,13 @@ def test_fit_bad_inputs(tiny_recipe, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_fit_refuses_a_batch_larger_than_the_data(tiny_recipe, tmp_path):
+    tiny_recipe["data"]["batch_size"] = 1000
+    result = run("fit", write_recipe(tiny_recipe, tmp_path / "r.yaml"), "--quiet")
+    one_line_error(result, "data.batch_size=1000", "expected at least one batch")
+    assert not (Path(tiny_recipe["trainer"]["out_dir"]) / "checkpoints").exists()
+
+
 def test_fit_refuses_pairs_on_different_grids(tiny_recipe, tiny_phantom, tmp_path):
     import shutil
 
@@ -243,3 +250,19 @@ def test_phantom_command(tmp_path):
     result = run("data", "phantom", tmp_path / "ph", "--subjects", "3", "--seed", "1")
     assert result.exit_code == 0, (result.output, result.exception)
     assert (tmp_path / "ph" / "split.json").is_file()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_recipe_trains_and_infers(recipe, tiny_phantom, tmp_path):
+    """Each recipe as shipped, for one step on the tiny phantom, then a whole-volume inference."""
+    out = tmp_path / "run"
+    result = run("fit", recipe, f"data.root={tiny_phantom}", f"trainer.out_dir={out}", "trainer.steps=1",
+                 "trainer.val_every=1", "data.batch_size=2", "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    subject = json.loads((tiny_phantom / "split.json").read_text())["test"][0]
+    result = run("infer", out / "checkpoints" / "last.pt", tiny_phantom / subject / "mr.nii.gz",
+                 tmp_path / "sct.nii.gz", "--quiet")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert sitk.ReadImage(str(tmp_path / "sct.nii.gz")).GetSize() == sitk.ReadImage(
+        str(tiny_phantom / subject / "mr.nii.gz")).GetSize()

@@ -32,6 +32,9 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
     device = resolve_device(recipe.trainer.device)
     torch.manual_seed(recipe.trainer.seed)
     dataset = build_train_dataset(recipe)
+    if len(dataset) < recipe.data.batch_size:
+        raise TranslateError(f"data.batch_size={recipe.data.batch_size}: split {recipe.data.train_split!r} of "
+                             f"{recipe.data.root} holds only {len(dataset)} slices; expected at least one batch")
     model = build_model(recipe)
     g_objective, d_objective = build_objectives(recipe)
     validator = build_validator(recipe)
