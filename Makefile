@@ -21,7 +21,7 @@ install: $(STAMP)
 
 # Built-in phantom -> Pix2pix MR->CT -> whole-volume inference on a held-out subject -> metrics.
 demo: install
-	$(BIN)/translate data phantom $(PHANTOM) --subjects 12 --seed 0
+	$(BIN)/translate data phantom $(PHANTOM) --subjects 40 --seed 0
 	rm -rf $(DEMO_DIR)
 	$(BIN)/translate fit recipes/mr2ct.yaml data.root=$(PHANTOM) trainer.out_dir=$(DEMO_DIR)
 	subject=$$($(BIN)/python -c "import json; print(json.load(open('$(PHANTOM)/split.json'))['test'][0])") && \
@@ -32,7 +32,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python benchmarks/speed.py --out benchmarks/results/speed.json
+	$(BIN)/python benchmarks/speed.py --out benchmarks/results/speed_cpu.json --markdown benchmarks/results/speed_cpu.md
 
 clean:
 	rm -rf $(DEMO_DIR) $(PHANTOM) .pytest_cache
