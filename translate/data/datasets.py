@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 from torch.utils.data import Dataset
 
 from ..errors import TranslateError
 from .intensity import HUWindow, MRNormalizer, body_mask_from_mr
 from .io import check_same_grid, read_volume
+from .masks import body_mask_from_ct
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 BODY_HU = -500.0
@@ -63,11 +63,6 @@ def subjects_from_folder(root: Path, split: str, keys=("mr", "ct")) -> list[dict
             subject[key] = found[0]
         subjects.append(subject)
     return subjects
-
-
-def _body_mask_from_ct(ct_hu: np.ndarray) -> np.ndarray:
-    """``CT > -500 HU`` with enclosed gas filled slice by slice; ``(S, H, W)`` bool."""
-    return np.stack([ndimage.binary_fill_holes(plane) for plane in ct_hu > BODY_HU])
 
 
 class PairedSliceDataset(Dataset):
@@ -139,7 +134,8 @@ class PairedSliceDataset(Dataset):
         if "labels" in arrays:
             body = arrays["labels"] > 0
         elif self.target_key in self.hu_keys or self.source_key in self.hu_keys:
-            body = _body_mask_from_ct(arrays[self.target_key if self.target_key in self.hu_keys else self.source_key])
+            body = body_mask_from_ct(arrays[self.target_key if self.target_key in self.hu_keys else self.source_key],
+                                     threshold=BODY_HU)
         else:
             body = body_mask_from_mr(arrays[self.source_key])
         volume = {"id": subject_id, "body_mask": np.ascontiguousarray(body, dtype=np.float32), "norm": {}}
