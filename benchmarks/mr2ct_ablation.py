@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -42,6 +43,9 @@ ROWS = {
     "pix2pix+gradient": {"generator": [ADV, L1, {"name": "gradient", "weight": 10.0}], "discriminator": [D_ADV], "d": True},
     "pix2pix+ssim": {"generator": [ADV, L1, {"name": "structure", "weight": 10.0}], "discriminator": [D_ADV], "d": True},
     "pix2pix+hinge": {"generator": [dict(ADV, mode="hinge"), L1], "discriminator": [dict(D_ADV, mode="hinge")], "d": True},
+    # the recipe before 2026-11-24: batch norm in the generator (pix2pix's choice)
+    "pix2pix-batchnorm": {"generator": [ADV, L1], "discriminator": [D_ADV], "d": True,
+                          "overrides": ["model.generator.norm=batch"]},
 }
 
 
@@ -112,11 +116,14 @@ def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
-    parser.add_argument("--rows", nargs="+", default=["linear", "lut", "l1", "pix2pix", "pix2pix+gradient"])
+    parser.add_argument("--rows", nargs="+", default=["linear", "lut", "l1", "pix2pix", "pix2pix+gradient", "pix2pix-batchnorm"],
+                        choices=[*BASELINES, *ROWS])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "phantom")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ablation")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "mr2ct.md")
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "mr2ct.yaml")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate runs already in --work instead of training again (wall time then excludes training)")
     args = parser.parse_args()
 
     if not (args.data / "split.json").is_file():
@@ -131,7 +138,7 @@ def main() -> None:
             predictions = (linear_baseline if row == "linear" else lut_baseline)(args.data, split, out_dir)
         else:
             spec = ROWS[row]
-            overrides = [f"data.root={args.data}", f"trainer.out_dir={out_dir}"]
+            overrides = [f"data.root={args.data}", f"trainer.out_dir={out_dir}", *spec.get("overrides", [])]
             if args.steps:
                 overrides.append(f"trainer.steps={args.steps}")
             tree_overrides = {"objective": {"generator": spec["generator"], "discriminator": spec["discriminator"]}}
@@ -141,7 +148,8 @@ def main() -> None:
             if not spec["d"]:
                 tree["model"]["discriminator"] = None
             recipe = load_recipe(tree=tree)
-            if not (out_dir / "checkpoints" / "last.pt").is_file():
+            if not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file()):
+                shutil.rmtree(out_dir, ignore_errors=True)
                 fit_recipe(recipe, show_progress=False)
             predictions = []
             for subject in split["test"]:
@@ -165,6 +173,8 @@ def main() -> None:
     for row, summary in results.items():
         objective = BASELINES[row] if row in BASELINES else " + ".join(
             f"{t.get('weight', 1)}·{t['name']}" + (f"({t['mode']})" if "mode" in t else "") for t in ROWS[row]["generator"])
+        if row in ROWS and ROWS[row].get("overrides"):
+            objective += "; " + ", ".join(ROWS[row]["overrides"])
         cells = [f"{summary[k][0]:.{p}f} ± {summary[k][1]:.{p}f}" for k, p in (("mae_hu", 1), ("psnr", 2), ("ssim", 3))]
         lines.append(f"| {row} | {objective} | {' | '.join(cells)} | {timings[row]:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ def machine(device: str) -> dict:
         pass
     name = torch.cuda.get_device_name(0) if device == "cuda" else cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "device": device, "device_name": name, "torch": torch.__version__, "python": platform.python_version()}
 
 
@@ -148,12 +149,14 @@ def table(info: dict, rows: list) -> str:
                   f"torch + MONAI runtime ({baseline} after imports)")
     lines = [
         f"# Pix2pix speed ({info['device']})", "",
-        f"- CPU: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}",
+        f"- CPU: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "
+        f"1-minute load average before the run {info.get('load_average_1min', '?')}",
         f"- device: {info['device_name']}; torch {info['torch']}; Python {info['python']}",
         f"- train step = G fwd, D real+fake, LSGAN + 100*L1, backward, Adam G and D; "
         f"median of {rows[0]['steps'] if rows else '?'} steps after {WARMUP} warm-up",
         f"- inference: G in eval mode, no grad, median batch time; peak memory: {memory}",
-        "- CPU timings on shared cores (other jobs running) are indicative only", "",
+        "- CPU timings are only as good as the machine is quiet: a load average near the core count "
+        "before the run means other jobs shared the cores", "",
         "| size | batch | G (U-Net depth) | G params | D params | train step (s) | train slices/s "
         "| inference slices/s | peak memory (MiB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
