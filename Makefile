@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR   ?= runs/demo
 PHANTOM    ?= data/phantom
-PYTEST_ARGS ?= -n 2 -q
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test bench clean
 

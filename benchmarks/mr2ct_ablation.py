@@ -50,7 +50,8 @@ ROWS = {
 
 
 BASELINES = {"linear": "CT = a·MR + b (least squares, per voxel)",
-             "lut": "CT = table[MR bin] (best per-voxel mapping)"}
+             "lut": "CT = table[MR bin] (best per-voxel mapping)",
+             "label-oracle": "CT = median training CT of the true tissue label (not an MR method: a reference)"}
 
 
 def linear_baseline(root: Path, split: dict, out_dir: Path) -> list[Path]:
@@ -104,6 +105,31 @@ def lut_baseline(root: Path, split: dict, out_dir: Path, bins: int = 256) -> lis
     return outputs
 
 
+def label_oracle(root: Path, split: dict, out_dir: Path) -> list[Path]:
+    """Knows the test subject's true tissue labels: CT = median training CT of each label.
+
+    Not an MR -> CT method but a reference for what anatomy alone explains: what remains is CT
+    noise, partial volume and the per-subject spread of tissue HU (cortical bone 900-1500 HU).
+    """
+    values: dict[int, list] = {}
+    for subject in split["train"]:
+        labels = image_to_array(read_volume(root / subject / "labels.nii.gz"))
+        ct = image_to_array(read_volume(root / subject / "ct.nii.gz")).astype(np.float32)
+        for label in np.unique(labels):
+            values.setdefault(int(label), []).append(ct[labels == label])
+    table = np.full(256, -1000.0)
+    for label, chunks in values.items():
+        table[label] = np.median(np.concatenate(chunks))
+    outputs = []
+    for subject in split["test"]:
+        image = read_volume(root / subject / "labels.nii.gz")
+        hu = table[image_to_array(image).astype(np.int64)]
+        path = out_dir / f"{subject}_sct.nii.gz"
+        write_volume(array_to_image(np.rint(hu).astype(np.int16), image), path)
+        outputs.append(path)
+    return outputs
+
+
 def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
     per_subject = [evaluate_volumes(p, root / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]
     summary = {}
@@ -116,7 +142,7 @@ def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
-    parser.add_argument("--rows", nargs="+", default=["linear", "lut", "l1", "pix2pix", "pix2pix+gradient", "pix2pix-batchnorm"],
+    parser.add_argument("--rows", nargs="+", default=["linear", "lut", "label-oracle", "l1", "pix2pix", "pix2pix+gradient", "pix2pix-batchnorm"],
                         choices=[*BASELINES, *ROWS])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "phantom")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ablation")
@@ -133,9 +159,10 @@ def main() -> None:
     for row in args.rows:
         out_dir = args.work / row
         started = time.perf_counter()
-        if row in ("linear", "lut"):
+        if row in BASELINES:
             out_dir.mkdir(parents=True, exist_ok=True)
-            predictions = (linear_baseline if row == "linear" else lut_baseline)(args.data, split, out_dir)
+            method = {"linear": linear_baseline, "lut": lut_baseline, "label-oracle": label_oracle}[row]
+            predictions = method(args.data, split, out_dir)
         else:
             spec = ROWS[row]
             overrides = [f"data.root={args.data}", f"trainer.out_dir={out_dir}", *spec.get("overrides", [])]
