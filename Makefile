@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR   ?= runs/demo
 PHANTOM    ?= data/phantom
+# extra recipe overrides for the demo's training, e.g. make demo DEMO_OVERRIDES="trainer.steps=1500"
+DEMO_OVERRIDES ?=
 PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test bench clean
@@ -23,7 +25,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/translate data phantom $(PHANTOM) --subjects 40 --seed 0
 	rm -rf $(DEMO_DIR)
-	$(BIN)/translate fit recipes/mr2ct.yaml data.root=$(PHANTOM) trainer.out_dir=$(DEMO_DIR)
+	$(BIN)/translate fit recipes/mr2ct.yaml data.root=$(PHANTOM) trainer.out_dir=$(DEMO_DIR) $(DEMO_OVERRIDES)
 	subject=$$($(BIN)/python -c "import json; print(json.load(open('$(PHANTOM)/split.json'))['test'][0])") && \
 	$(BIN)/translate infer $(DEMO_DIR)/checkpoints/last.pt $(PHANTOM)/$$subject/mr.nii.gz $(DEMO_DIR)/$${subject}_synthetic_ct.nii.gz && \
 	$(BIN)/translate evaluate $(DEMO_DIR)/$${subject}_synthetic_ct.nii.gz $(PHANTOM)/$$subject/ct.nii.gz
