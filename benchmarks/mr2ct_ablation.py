@@ -54,6 +54,18 @@ BASELINES = {"linear": "CT = a·MR + b (least squares, per voxel)",
              "label-oracle": "CT = median training CT of the true tissue label (not an MR method: a reference)"}
 
 
+def predict_test(root: Path, split: dict, out_dir: Path, key: str, predict) -> list[Path]:
+    """``predict(array of <key> image) -> HU`` on every test subject, written as int16 on its grid."""
+    outputs = []
+    for subject in split["test"]:
+        image = read_volume(root / subject / f"{key}.nii.gz")
+        hu = predict(image_to_array(image).astype(np.float32))
+        path = out_dir / f"{subject}_sct.nii.gz"
+        write_volume(array_to_image(np.rint(hu).astype(np.int16), image), path)
+        outputs.append(path)
+    return outputs
+
+
 def linear_baseline(root: Path, split: dict, out_dir: Path) -> list[Path]:
     """Least-squares CT = a * normalised MR + b over training body voxels; applied per test subject."""
     from translate.data.intensity import MRNormalizer
@@ -68,15 +80,8 @@ def linear_baseline(root: Path, split: dict, out_dir: Path) -> list[Path]:
         ys.append(ct[body])
     x, y = np.concatenate(xs), np.concatenate(ys)
     a, b = np.polyfit(x, y, 1)
-    outputs = []
-    for subject in split["test"]:
-        image = read_volume(root / subject / "mr.nii.gz")
-        mr = image_to_array(image).astype(np.float32)
-        hu = np.clip(a * norm.apply(mr, norm.fit(mr)) + b, -1024, 3000)
-        path = out_dir / f"{subject}_sct.nii.gz"
-        write_volume(array_to_image(np.rint(hu).astype(np.int16), image), path)
-        outputs.append(path)
-    return outputs
+    return predict_test(root, split, out_dir, "mr",
+                        lambda mr: np.clip(a * norm.apply(mr, norm.fit(mr)) + b, -1024, 3000))
 
 
 def lut_baseline(root: Path, split: dict, out_dir: Path, bins: int = 256) -> list[Path]:
@@ -94,15 +99,7 @@ def lut_baseline(root: Path, split: dict, out_dir: Path, bins: int = 256) -> lis
         np.add.at(sums, index, ct[body])
         np.add.at(counts, index, 1)
     table = np.where(counts > 0, sums / np.maximum(counts, 1), -1000.0)
-    outputs = []
-    for subject in split["test"]:
-        image = read_volume(root / subject / "mr.nii.gz")
-        mr = image_to_array(image).astype(np.float32)
-        hu = table[np.digitize(norm.apply(mr, norm.fit(mr)), edges)]
-        path = out_dir / f"{subject}_sct.nii.gz"
-        write_volume(array_to_image(np.rint(hu).astype(np.int16), image), path)
-        outputs.append(path)
-    return outputs
+    return predict_test(root, split, out_dir, "mr", lambda mr: table[np.digitize(norm.apply(mr, norm.fit(mr)), edges)])
 
 
 def label_oracle(root: Path, split: dict, out_dir: Path) -> list[Path]:
@@ -120,14 +117,7 @@ def label_oracle(root: Path, split: dict, out_dir: Path) -> list[Path]:
     table = np.full(256, -1000.0)
     for label, chunks in values.items():
         table[label] = np.median(np.concatenate(chunks))
-    outputs = []
-    for subject in split["test"]:
-        image = read_volume(root / subject / "labels.nii.gz")
-        hu = table[image_to_array(image).astype(np.int64)]
-        path = out_dir / f"{subject}_sct.nii.gz"
-        write_volume(array_to_image(np.rint(hu).astype(np.int16), image), path)
-        outputs.append(path)
-    return outputs
+    return predict_test(root, split, out_dir, "labels", lambda labels: table[labels.astype(np.int64)])
 
 
 def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
