@@ -7,11 +7,15 @@ with the SynthRAD convention inside the body mask (CT > -500 HU). Baselines:
 * ``linear``: per-voxel least squares CT ~ a * MR + b on the normalised MR of the training subjects.
 * ``lut``: the best any per-voxel intensity mapping can do, a lookup table: normalised MR in 256
   bins -> mean training CT of each bin (bone and air share the dark bins).
+* ``label-oracle``: not an MR method but a reference: CT = median training CT of the test
+  subject's true tissue label, i.e. what anatomy alone explains.
 * ``l1``: the same U-Net trained with L1 only (no discriminator).
+
+Trained rows start from scratch each time unless ``--reuse`` is given.
 
 Usage::
 
-    python benchmarks/mr2ct_ablation.py [--steps 1500] [--rows linear l1 pix2pix ...] [--out benchmarks/results/mr2ct.md]
+    python benchmarks/mr2ct_ablation.py [--steps 2500] [--rows linear l1 pix2pix ...] [--reuse] [--out benchmarks/results/mr2ct.md]
 """
 
 from __future__ import annotations
@@ -47,11 +51,6 @@ ROWS = {
     "pix2pix-batchnorm": {"generator": [ADV, L1], "discriminator": [D_ADV], "d": True,
                           "overrides": ["model.generator.norm=batch"]},
 }
-
-
-BASELINES = {"linear": "CT = a·MR + b (least squares, per voxel)",
-             "lut": "CT = table[MR bin] (best per-voxel mapping)",
-             "label-oracle": "CT = median training CT of the true tissue label (not an MR method: a reference)"}
 
 
 def predict_test(root: Path, split: dict, out_dir: Path, key: str, predict) -> list[Path]:
@@ -120,6 +119,14 @@ def label_oracle(root: Path, split: dict, out_dir: Path) -> list[Path]:
     return predict_test(root, split, out_dir, "labels", lambda labels: table[labels.astype(np.int64)])
 
 
+#: name -> (what it computes, function(root, split, out_dir) -> test predictions)
+BASELINES = {
+    "linear": ("CT = a·MR + b (least squares, per voxel)", linear_baseline),
+    "lut": ("CT = table[MR bin] (best per-voxel mapping)", lut_baseline),
+    "label-oracle": ("CT = median training CT of the true tissue label (not an MR method: a reference)", label_oracle),
+}
+
+
 def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
     per_subject = [evaluate_volumes(p, root / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]
     summary = {}
@@ -151,8 +158,7 @@ def main() -> None:
         started = time.perf_counter()
         if row in BASELINES:
             out_dir.mkdir(parents=True, exist_ok=True)
-            method = {"linear": linear_baseline, "lut": lut_baseline, "label-oracle": label_oracle}[row]
-            predictions = method(args.data, split, out_dir)
+            predictions = BASELINES[row][1](args.data, split, out_dir)
         else:
             spec = ROWS[row]
             overrides = [f"data.root={args.data}", f"trainer.out_dir={out_dir}", *spec.get("overrides", [])]
@@ -188,7 +194,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for row, summary in results.items():
-        objective = BASELINES[row] if row in BASELINES else " + ".join(
+        objective = BASELINES[row][0] if row in BASELINES else " + ".join(
             f"{t.get('weight', 1)}·{t['name']}" + (f"({t['mode']})" if "mode" in t else "") for t in ROWS[row]["generator"])
         if row in ROWS and ROWS[row].get("overrides"):
             objective += "; " + ", ".join(ROWS[row]["overrides"])

@@ -150,7 +150,7 @@ def table(info: dict, rows: list) -> str:
     lines = [
         f"# Pix2pix speed ({info['device']})", "",
         f"- CPU: {info['cpu']}, {info['cores']} cores, torch threads {info['torch_threads']}, "
-        f"1-minute load average before the run {info.get('load_average_1min', '?')}",
+        f"1-minute load average before the run {info['load_average_1min']}",
         f"- device: {info['device_name']}; torch {info['torch']}; Python {info['python']}",
         f"- train step = G fwd, D real+fake, LSGAN + 100*L1, backward, Adam G and D; "
         f"median of {rows[0]['steps'] if rows else '?'} steps after {WARMUP} warm-up",
