@@ -223,7 +223,11 @@ def test_infer_refuses_foreign_checkpoints(trained, tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
     one_line_error(run("infer", tmp_path / "other.pt", source, target), "not a translate checkpoint")
     (tmp_path / "text.pt").write_text("hello")
-    one_line_error(run("infer", tmp_path / "text.pt", source, target), "cannot read checkpoint")
+    one_line_error(run("infer", tmp_path / "text.pt", source, target), "cannot read checkpoint", "not a PyTorch checkpoint")
+    assert "weights_only" not in run("infer", tmp_path / "text.pt", source, target).stderr  # torch's advice, not the cause
+    whole = (out / "checkpoints" / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])  # an interrupted copy
+    one_line_error(run("infer", tmp_path / "cut.pt", source, target), "cannot read checkpoint", "truncated")
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     state["recipe"]["model"]["generator"]["channels"] = [4, 8, 16]
     torch.save(state, tmp_path / "mismatch.pt")

@@ -10,6 +10,7 @@ A checkpoint is a plain dict of tensors and JSON-like values::
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Dict
 
@@ -41,8 +42,11 @@ def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Dict[s
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated / foreign files
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise TranslateError(f"cannot read checkpoint {path}: {reason}") from None
+        # the weights-only UnpicklingError text is torch's advice about trusting a file, not the cause
+        detail = "" if isinstance(err, pickle.UnpicklingError) or not str(err).strip() else \
+            f" ({str(err).strip().splitlines()[0][:120]})"
+        raise TranslateError(f"cannot read checkpoint {path}: truncated, damaged or not a PyTorch checkpoint{detail}; "
+                             f"expected a file written by `translate fit`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TranslateError(f"{path} is not a translate checkpoint (expected a file written by `translate fit`)")
     if state.get("version") != VERSION:
