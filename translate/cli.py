@@ -139,6 +139,71 @@ def data_phantom(out_dir: Path = typer.Argument(..., help="folder to write subje
     typer.echo(f"phantom: {subjects} subjects -> {root}")
 
 
+@data_app.command("pair")
+@user_errors
+def data_pair(target: Path = typer.Argument(..., help="target volume whose grid is kept, e.g. the CT"),
+              source: Path = typer.Argument(..., help="source volume resampled onto it, e.g. the MR"),
+              out_dir: Path = typer.Argument(..., help="folder for ct.nii.gz, mr.nii.gz, valid.nii.gz and the extras"),
+              transform: Optional[Path] = typer.Option(
+                  None, "--transform", help="SimpleITK .tfm mapping target points to source points, "
+                                            "e.g. from `translate data register`; default: identity"),
+              extra: Optional[List[str]] = typer.Option(
+                  None, "--extra", help="NAME=PATH mask already on the target grid, copied as NAME.nii.gz (repeatable)"),
+              source_name: str = typer.Option("mr", help="output name of the resampled source"),
+              target_name: str = typer.Option("ct", help="output name of the target")):
+    """Resample SOURCE onto TARGET's grid and write both with a mask of the voxels where both exist."""
+    from .data.pairing import pair_volumes
+    from .errors import TranslateError
+
+    masks = {}
+    for item in extra or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise TranslateError(f"--extra {item!r}: expected NAME=PATH, e.g. tumour=tumour.nii.gz")
+        masks[name] = Path(path)
+    summary = pair_volumes(target, source, out_dir, transform=transform, extra=masks,
+                           source_name=source_name, target_name=target_name)
+    typer.echo(f"pair: {len(summary['files'])} volumes -> {out_dir}; valid {summary['valid_voxels']:,} voxels "
+               f"({100 * summary['valid_fraction']:.1f} % of the target box)")
+
+
+@data_app.command("register")
+@user_errors
+def data_register(moving: Path = typer.Argument(..., help="volume that moves, e.g. the MR"),
+                  fixed: Path = typer.Argument(..., help="volume whose grid is kept, e.g. the CT"),
+                  out: Path = typer.Argument(..., help="MOVING resampled on FIXED's grid (.nii.gz, .nii, .nrrd, .mha)"),
+                  transform_out: Optional[Path] = typer.Option(
+                      None, "--transform-out", help="where to write the transform (.tfm); default: OUT's name + .tfm"),
+                  kind: str = typer.Option("rigid", help="rigid or affine"),
+                  metric: str = typer.Option("mattes", help="mattes (mutual information), correlation or meansquares"),
+                  iterations: int = typer.Option(200, min=1, help="optimiser iterations per resolution level"),
+                  initial: str = typer.Option("geometry", help="geometry (centre the boxes) or identity "
+                                                               "(volumes already in one frame of reference)"),
+                  ignore_zero: bool = typer.Option(False, "--ignore-zero",
+                                                   help="leave MOVING's exact zeros (outside its data) out of the metric"),
+                  seed: int = typer.Option(0, help="metric sampling seed; same seed, same transform")):
+    """Register MOVING to FIXED (SimpleITK, mutual information) and write the moved volume and the transform."""
+    from .atomic import atomic_path
+    from .data.io import volume_suffix, write_volume
+    from .data.registration import register_volumes
+    from .errors import TranslateError
+
+    if transform_out is None:
+        suffix = volume_suffix(out)
+        transform_out = out.with_name((out.name[: -len(suffix)] if suffix else out.name) + ".tfm")
+    transform, moved = register_volumes(moving, fixed, kind=kind, metric=metric, iterations=iterations,
+                                      seed=seed, initial=initial, ignore_zero=ignore_zero)
+    write_volume(moved, out)
+    import SimpleITK as sitk
+
+    try:
+        with atomic_path(transform_out, suffix=transform_out.suffix or ".tfm") as tmp:
+            sitk.WriteTransform(transform, str(tmp))
+    except (RuntimeError, OSError) as err:
+        raise TranslateError(f"cannot write transform {transform_out}: {' '.join(str(err).split())[-200:]}") from None
+    typer.echo(f"register: {kind} {moving.name} -> {fixed.name}; moved volume {out}, transform {transform_out}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
