@@ -9,11 +9,12 @@ or dotted paths to a user's own classes, plus their keyword arguments::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import TranslateError
 
@@ -22,8 +23,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class NetworkSpec(BaseModel):
-    """A registered network name plus its constructor keyword arguments."""
+class Component(BaseModel):
+    """A registered name (or dotted path to your own class) plus its constructor keyword arguments."""
 
     model_config = ConfigDict(extra="allow")
     name: str
@@ -32,35 +33,56 @@ class NetworkSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class NetworkSpec(Component):
+    """One network role: registry name + keyword arguments, its init, or weights to load.
+
+    ``init`` (``normal``, ``xavier``, ``kaiming``, ``orthogonal``, ``none``) defaults to the
+    model's choice for registered networks and to ``none`` for your own (dotted-path) classes;
+    it is never applied when ``weights`` names a state-dict file to load.
+    """
+
+    init: Optional[Literal["normal", "xavier", "kaiming", "orthogonal", "none"]] = None
+    init_gain: Optional[float] = Field(None, gt=0)
+    weights: Optional[Path] = None
+
+    def kwargs(self) -> Dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DomainConfig(_Strict):
+    """A data domain: the file stem of its volumes in each subject folder, and its intensity spec."""
+
+    key: str
+    intensity: Union[str, Dict[str, Any]] = Field(description="ct_hu | mr_percentile | mr_robust | mr_zscore | labels")
+
+
 class DataConfig(_Strict):
     root: Path = Field(description="folder with subject folders and split.json")
-    source: str = "mr"
-    target: str = "ct"
+    domains: Dict[str, DomainConfig]
+    dataset: Component = Component(name="paired_slices")
     train_split: str = "train"
     val_split: str = "val"
-    context_slices: int = Field(0, ge=0, le=8, description="2.5D: neighbouring slices each side as input channels")
-    axis: int = Field(0, ge=0, le=2, description="slicing axis in (z, y, x) array order; 0 = axial")
+    valid_key: Optional[str] = Field(None, description="file key of a mask of voxels where both domains have data")
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
-    augment: bool = True
-    hu_window: Tuple[float, float] = (-1024.0, 2000.0)
-    source_norm: Literal["percentile", "zscore"] = "percentile"
-    source_percentiles: Tuple[float, float] = (0.5, 99.5)
 
-    @field_validator("hu_window", "source_percentiles")
+    @field_validator("domains")
     @classmethod
-    def _increasing(cls, value: Tuple[float, float]) -> Tuple[float, float]:
-        if not value[0] < value[1]:
-            raise ValueError(f"expected [low, high] with low < high, got {list(value)}")
-        return value
+    def _domain_names(cls, domains: Dict[str, DomainConfig]) -> Dict[str, DomainConfig]:
+        unknown = sorted(set(domains) - {"a", "b", "labels"})
+        if unknown:
+            raise ValueError(f"unknown domain {unknown[0]!r}; expected a, b and optionally labels")
+        missing = [name for name in ("a", "b") if name not in domains]
+        if missing:
+            raise ValueError(f"domain {missing[0]!r} is missing; a recipe names domains a and b")
+        return domains
 
 
 class ModelConfig(_Strict):
     name: str = "pix2pix"
     spatial_dims: Literal[2, 3] = 2
-    generator: NetworkSpec
-    discriminator: Optional[NetworkSpec] = None
-    init_gain: float = Field(0.02, gt=0)
+    networks: Dict[str, NetworkSpec]
+    options: Dict[str, Any] = {}
 
 
 class ObjectiveConfig(_Strict):
@@ -104,15 +126,22 @@ class TrainerConfig(_Strict):
     image_every: int = Field(250, ge=1)
     val_every: int = Field(0, ge=0, description="steps between validations on data.val_split (0 = never)")
     log_every: int = Field(10, ge=1)
+    best_metric: Optional[str] = Field(None, description="validation metric that picks best.pt; default by output domain")
     amp: bool = Field(False, description="mixed precision (CUDA only; ignored on CPU)")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value != "auto" and not (value == "cpu" or value.startswith("cuda") or value == "mps"):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", value):
             raise ValueError(f"expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
         return value
+
+
+class InferenceConfig(Component):
+    """How whole volumes are translated: ``slices`` (2D/2.5D) or ``sliding_window`` (3D)."""
+
+    name: Optional[str] = None  # default: slices for spatial_dims 2, sliding_window for 3
 
 
 class Recipe(_Strict):
@@ -121,12 +150,29 @@ class Recipe(_Strict):
     objective: ObjectiveConfig
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
+    inference: InferenceConfig = InferenceConfig()
 
-    @model_validator(mode="after")
-    def _needs_discriminator(self) -> "Recipe":
-        if self.objective.discriminator and self.model.discriminator is None:
-            raise ValueError("objective.discriminator is set but model.discriminator is missing")
-        return self
+
+#: keys of the first, Pix2pix-shaped recipe format -> where they live now
+MOVED = {
+    ("model", "generator"): "model.networks.generator",
+    ("model", "discriminator"): "model.networks.discriminator",
+    ("model", "init_gain"): "model.networks.<role>.init_gain",
+    ("data", "source"): "data.domains.a.key",
+    ("data", "target"): "data.domains.b.key",
+    ("data", "hu_window"): "data.domains.b.intensity: {name: ct_hu, window: [...]}",
+    ("data", "source_norm"): "data.domains.a.intensity: {name: mr_percentile | mr_zscore | mr_robust}",
+    ("data", "source_percentiles"): "data.domains.a.intensity: {name: mr_percentile, lower: .., upper: ..}",
+    ("data", "context_slices"): "data.dataset.context_slices",
+    ("data", "axis"): "data.dataset.axis",
+    ("data", "augment"): "data.dataset.augment",
+}
+
+
+def _check_moved(tree: Dict[str, Any], source: str) -> None:
+    for (section, key), where in MOVED.items():
+        if isinstance(tree.get(section), dict) and key in tree[section]:
+            raise TranslateError(f"{source}: key '{section}.{key}' has moved to {where} (recipe format of 2026-12)")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -189,6 +235,7 @@ def load_recipe(path: str | Path | None = None, overrides: List[str] | None = No
         if not isinstance(tree, dict):
             raise TranslateError(f"{path}: expected a mapping of sections (model, data, objective, ...)")
     tree = apply_overrides(dict(tree), overrides or [])
+    _check_moved(tree, source)
     try:
         recipe = Recipe.model_validate(tree)
     except ValidationError as err:
@@ -201,6 +248,9 @@ def load_recipe(path: str | Path | None = None, overrides: List[str] | None = No
                 f"{source}: data.root: {recipe.data.root} has no split.json "
                 f"(create one, or generate data with `translate data phantom {recipe.data.root}`)"
             )
+    from .engine.checks import check_recipe
+
+    check_recipe(recipe, source, check_data=check_paths)
     return recipe
 
 

@@ -1,45 +1,134 @@
-"""Recipe -> objects. Reads the validated schema and calls constructors with explicit arguments."""
+"""Recipe -> objects. Reads the validated schema and calls constructors with explicit arguments.
+
+Nothing here knows a particular backbone: networks are built per role from the model's channel
+rules and the data domains, datasets and inferers come from their registries.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+import inspect
+from pathlib import Path
+from typing import Any, Dict, Mapping, Tuple
 
+import torch
 from torch import nn
 
+from ..data.domains import Domain, build_intensity
 from ..errors import TranslateError
 from ..losses import build_objective
 from ..losses.base import Objective
 from ..models import MODELS, TranslationModel
+from ..models.base import Channels
 from ..recipe import Recipe
 
 
-def source_channels(recipe: Recipe) -> int:
-    """Input channels of the generator: the slice plus ``context_slices`` neighbours each side."""
-    return 1 + 2 * recipe.data.context_slices
+def build_domains(recipe: Recipe) -> Dict[str, Domain]:
+    """``data.domains`` -> ``{"a": Domain, "b": Domain, ...}``."""
+    return {name: Domain(name, spec.key, build_intensity(spec.intensity, f"data.domains.{name}.intensity"))
+            for name, spec in recipe.data.domains.items()}
 
 
-def build_model(recipe: Recipe) -> TranslationModel:
-    """Networks from the registries, initialised as in pix2pix, wrapped by the backbone."""
-    from ..nn import build_discriminator, build_generator, init_weights
+def dataset_class(recipe: Recipe):
+    from ..data.datasets import DATASETS
 
-    spec = recipe.model
-    in_channels, out_channels = source_channels(recipe), 1
+    return DATASETS.get(recipe.data.dataset.name)
+
+
+def served_channels(recipe: Recipe, domains: Mapping[str, Domain]) -> Dict[str, int]:
+    cls = dataset_class(recipe)
+    return cls.served_channels(domains, **recipe.data.dataset.kwargs())
+
+
+def model_options(recipe: Recipe) -> Dict[str, Any]:
+    return dict(recipe.model.options)
+
+
+def _init_for(spec, model_cls) -> Tuple[str, float]:
+    from ..nn.registry import DISCRIMINATORS, GENERATORS
+
+    registered = spec.name.lower() in GENERATORS or spec.name.lower() in DISCRIMINATORS
+    kind, gain = model_cls.default_init
+    kind = spec.init or (kind if registered else "none")
+    return kind, spec.init_gain if spec.init_gain is not None else gain
+
+
+def _load_weights(network: nn.Module, path: Path, role: str) -> None:
+    if not Path(path).is_file():
+        raise TranslateError(f"model.networks.{role}.weights: file not found: {path}")
     try:
-        generator = build_generator(spec.generator.name, spatial_dims=spec.spatial_dims,
-                                    in_channels=in_channels, out_channels=out_channels,
-                                    **spec.generator.kwargs())
-        discriminator = None
-        if spec.discriminator is not None:
-            discriminator = build_discriminator(spec.discriminator.name, spatial_dims=spec.spatial_dims,
-                                                in_channels=in_channels + out_channels,
-                                                **spec.discriminator.kwargs())
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise TranslateError(f"model.networks.{role}.weights: cannot read {path} as a state dict ({str(err)[:100]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError) as err:
+        detail = str(err).strip().splitlines()[0][:160]
+        raise TranslateError(f"model.networks.{role}.weights: {path} does not fit the network ({detail})") from None
+
+
+def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, initialise: bool = True) -> TranslationModel:
+    """Every role's network from its registry, initialised (unless loaded from ``weights``), wrapped by the model.
+
+    ``initialise=False`` skips init and weight files: the caller loads a checkpoint over the nets.
+    """
+    from ..nn import init_weights
+    from ..nn.registry import DISCRIMINATORS, GENERATORS
+
+    domains = build_domains(recipe) if domains is None else domains
+    model_cls = MODELS.get(recipe.model.name)
+    options = model_options(recipe)
+    channels = Channels(served=served_channels(recipe, domains),
+                        domain={name: d.channels for name, d in domains.items()}, options=options)
+    networks: Dict[str, nn.Module] = {}
+    for role, spec in recipe.model.networks.items():
+        rule = model_cls.roles[role]
+        registry = GENERATORS if rule.kind == "generator" else DISCRIMINATORS
+        kwargs = dict(spatial_dims=recipe.model.spatial_dims, in_channels=rule.inputs(channels), **spec.kwargs())
+        if rule.outputs is not None:
+            kwargs["out_channels"] = rule.outputs(channels)
+        try:
+            network = registry.build(spec.name, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise TranslateError(f"model.networks.{role} ({spec.name}): {err}") from None
+        if not isinstance(network, nn.Module):
+            raise TranslateError(f"model.networks.{role}: {spec.name!r} did not build a torch.nn.Module")
+        if initialise:
+            if spec.weights is not None:
+                _load_weights(network, spec.weights, role)
+            else:
+                kind, gain = _init_for(spec, model_cls)
+                if kind != "none":
+                    init_weights(network, kind=kind, gain=gain)
+        networks[role] = network
+    try:
+        return model_cls(**networks, **options)
     except (TypeError, ValueError) as err:
-        raise TranslateError(f"model: {err}") from None
-    init_weights(generator, gain=spec.init_gain)
-    if discriminator is not None:
-        init_weights(discriminator, gain=spec.init_gain)
-    model_cls = MODELS.get(spec.name)
-    return model_cls(generator=generator, discriminator=discriminator)
+        raise TranslateError(f"model ({recipe.model.name}): {err}") from None
+
+
+def role_problems(recipe: Recipe) -> str | None:
+    """One line naming an unknown, missing or misplaced role or option, or None."""
+    model_cls = MODELS.get(recipe.model.name)
+    roles = model_cls.roles
+    unknown = sorted(set(recipe.model.networks) - set(roles))
+    if unknown:
+        return f"model.networks.{unknown[0]}: model {recipe.model.name!r} has no role {unknown[0]!r}; its roles are {sorted(roles)}"
+    missing = [r for r, rule in roles.items() if not rule.optional and r not in recipe.model.networks]
+    if missing:
+        return f"model.networks: model {recipe.model.name!r} needs a network for role {missing[0]!r}"
+    parameters = inspect.signature(model_cls.__init__).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    allowed = [n for n in parameters if n != "self" and n not in roles]
+    for option in recipe.model.options:
+        if option in roles or (option not in allowed and not takes_any):
+            return f"model.options.{option}: model {recipe.model.name!r} has no option {option!r}; its options are {allowed}"
+    try:
+        model_cls.check_options(recipe.model.options)
+    except ValueError as err:
+        return f"model.options: {err}"
+    return None
 
 
 def build_objectives(recipe: Recipe) -> Tuple[Objective, Objective]:
@@ -48,31 +137,24 @@ def build_objectives(recipe: Recipe) -> Tuple[Objective, Objective]:
     return generator, discriminator
 
 
-def build_intensity(recipe: Recipe):
-    """The source normaliser and the target HU window, as stored in checkpoints."""
-    from ..data.intensity import HUWindow, MRNormalizer
-
-    data = recipe.data
-    window = HUWindow(lower=data.hu_window[0], upper=data.hu_window[1])
-    normaliser = MRNormalizer(method=data.source_norm, lower=data.source_percentiles[0],
-                              upper=data.source_percentiles[1])
-    return normaliser, window
+def domain_state(domains: Mapping[str, Domain]) -> Dict[str, Any]:
+    """What checkpoints store so that inference normalises and inverts exactly as training did."""
+    return {name: domain.to_dict() for name, domain in domains.items()}
 
 
-def intensity_state(recipe: Recipe) -> Dict[str, Any]:
-    normaliser, window = build_intensity(recipe)
-    return {"source": normaliser.to_dict(), "target": window.to_dict()}
-
-
-def build_train_dataset(recipe: Recipe):
-    from ..data.datasets import PairedSliceDataset, subjects_from_folder
-
-    data = recipe.data
-    normaliser, window = build_intensity(recipe)
-    subjects = subjects_from_folder(data.root, data.train_split, keys=(data.source, data.target))
-    return PairedSliceDataset(subjects, source_key=data.source, target_key=data.target,
-                              hu_window=window, mr_norm=normaliser, context_slices=data.context_slices,
-                              axis=data.axis, augment=data.augment, seed=recipe.trainer.seed)
+def build_train_dataset(recipe: Recipe, model: TranslationModel | None = None, domains: Mapping[str, Domain] | None = None):
+    """The recipe's dataset over ``data.train_split``, padded to the model's size multiple."""
+    domains = build_domains(recipe) if domains is None else domains
+    multiple = model.size_multiple() if model is not None else 1
+    cls = dataset_class(recipe)
+    kwargs = dict(root=recipe.data.root, split=recipe.data.train_split, domains=domains, size_multiple=multiple,
+                  seed=recipe.trainer.seed, **recipe.data.dataset.kwargs())
+    if "valid_key" in inspect.signature(cls).parameters:
+        kwargs["valid_key"] = recipe.data.valid_key
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise TranslateError(f"data.dataset ({recipe.data.dataset.name}): {err}") from None
 
 
 def count_parameters(module: nn.Module) -> int:

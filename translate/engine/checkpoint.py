@@ -2,9 +2,12 @@
 
 A checkpoint is a plain dict of tensors and JSON-like values::
 
-    {"format": "translate-checkpoint", "version": 1, "model": "pix2pix", "step": 1200,
-     "recipe": {...}, "intensity": {...}, "networks": {...}, "optimizers": {...},
-     "schedulers": {...}, "rng": {...}}
+    {"format": "translate-checkpoint", "version": 2, "model": "pix2pix", "step": 1200,
+     "recipe": {...}, "domains": {"a": {"key": "mr", "intensity": {...}}, "b": {...}},
+     "networks": {...}, "optimizers": {...}, "schedulers": {...}, "rng": {...}}
+
+Version 2 (2026-12) stores the data domains' intensity specs; version 1 checkpoints (the first,
+Pix2pix-only core) cannot be read by this version.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..atomic import atomic_path
 from ..errors import TranslateError
 
 FORMAT = "translate-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def save_checkpoint(state: Dict[str, Any], path: str | Path) -> Path:

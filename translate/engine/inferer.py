@@ -1,57 +1,45 @@
-"""Whole-volume inference: slice by slice along an axis, output on the input's exact grid, in HU."""
+"""Whole-volume inference: an inferer from the registry, intensities from the domains' specs.
+
+``slices`` (2D / 2.5D, any axis, batched) and ``sliding_window`` (3D, MONAI's
+``sliding_window_inference`` with Gaussian blending) both map a network-space volume
+``(C_in, Z, Y, X)`` to ``(C_out, Z, Y, X)``; memory is bounded by the batch or the window.
+:class:`VolumeTranslator` adds the domains: the input is normalised with its domain's spec and the
+output mapped back with the output domain's inverse (HU, or argmax to label ids), so the file
+names decide nothing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.domains import Domain, domains_from_dict
 from ..errors import TranslateError
 from ..models import TranslationModel
 from ..recipe import Recipe
+from ..registry import Registry
 from .checkpoint import load_checkpoint, load_network_state
 from .trainer import resolve_device
 
+INFERERS = Registry("inferer")
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
-class SliceTranslator:
-    """A trained model plus the intensity handling it was trained with.
 
-    Built from a checkpoint (:meth:`from_checkpoint`) or, during training, from the live model;
-    :meth:`translate_array` maps a source volume ``(Z, Y, X)`` in its
-    native units (e.g. MR signal) to the target in HU on the same grid.
+@INFERERS.register("slices")
+class SliceInferer:
+    """Slice by slice along ``axis`` with ``context_slices`` neighbours as channels, ``batch_size`` at once.
+
+    Each batch is padded (replicate) to the network's size multiple and cropped back.
     """
 
-    def __init__(self, model: TranslationModel, recipe: Recipe, normaliser: Any, window: Any,
-                 device: torch.device | str = "auto", step: int = 0):
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.model, self.recipe, self.normaliser, self.window = model, recipe, normaliser, window
-        self.step = step
-        self.context = recipe.data.context_slices
-        self.multiple = int(getattr(model.generator, "size_multiple", 1))
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto") -> "SliceTranslator":
-        from ..data.intensity import HUWindow, MRNormalizer
-        from ..models import MODELS
-        from .build import build_model
-
-        state = load_checkpoint(checkpoint)
-        if state.get("model") not in MODELS:
-            raise TranslateError(f"{checkpoint}: unknown model {state.get('model')!r} in checkpoint")
-        try:
-            recipe = Recipe.model_validate(state["recipe"])
-            normaliser = MRNormalizer.from_dict(state["intensity"]["source"])
-            window = HUWindow.from_dict(state["intensity"]["target"])
-        except Exception as err:  # a foreign or damaged checkpoint
-            raise TranslateError(f"{checkpoint}: checkpoint lacks a valid recipe or intensity settings ({err})") from None
-        resolved = resolve_device(device)
-        model = build_model(recipe)
-        load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
-        return cls(model.to(resolved).eval(), recipe, normaliser, window, device=resolved,
-                   step=int(state.get("step", 0)))
+    def __init__(self, axis: int = 0, context_slices: int = 0, batch_size: int = 16, size_multiple: int = 1):
+        if axis not in (0, 1, 2):
+            raise TranslateError(f"axis: expected 0, 1 or 2, got {axis}")
+        self.axis, self.context, self.batch_size, self.multiple = axis, int(context_slices), int(batch_size), size_multiple
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         h, w = x.shape[-2:]
@@ -60,62 +48,168 @@ class SliceTranslator:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x, (h, w)
 
+    def __call__(self, forward: Forward, volume: np.ndarray, device: torch.device,
+                 on_progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        moved = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, self.axis + 1, 1), dtype=np.float32))
+        channels, n = moved.shape[:2]
+        offsets = torch.arange(-self.context, self.context + 1)
+        out = None
+        for start in range(0, n, self.batch_size):
+            index = torch.arange(start, min(start + self.batch_size, n))
+            neighbours = (index[:, None] + offsets[None, :]).clamp(0, n - 1)  # edge-replicated context
+            batch = moved[:, neighbours].permute(1, 0, 2, 3, 4).reshape(len(index), -1, *moved.shape[2:])
+            batch, (h, w) = self._pad(batch.to(device))
+            result = forward(batch)[..., :h, :w].float().cpu().numpy()
+            if out is None:
+                out = np.empty((result.shape[1], n, h, w), dtype=np.float32)
+            out[:, start:start + len(index)] = result.transpose(1, 0, 2, 3)
+            if on_progress is not None:
+                on_progress(len(index))
+        return np.moveaxis(out, 1, self.axis + 1)
+
+    def steps(self, shape: Sequence[int]) -> int:
+        return int(shape[self.axis])
+
+
+@INFERERS.register("sliding_window")
+class SlidingWindowInferer:
+    """3D windows of ``roi_size`` overlapping by ``overlap``, blended (``gaussian`` or ``constant``) by MONAI.
+
+    The blended output is accumulated on the CPU, so device memory holds only ``sw_batch_size`` windows.
+    """
+
+    def __init__(self, roi_size: Sequence[int], overlap: float = 0.25, mode: str = "gaussian",
+                 sigma_scale: float = 0.125, sw_batch_size: int = 2, size_multiple: int = 1):
+        roi = [int(r) for r in roi_size]
+        if len(roi) != 3 or any(r % size_multiple for r in roi):
+            raise TranslateError(f"inference.roi_size {roi}: expected [D, H, W], each a multiple of {size_multiple}")
+        if not 0 <= overlap < 1:
+            raise TranslateError(f"inference.overlap: expected a fraction in [0, 1), got {overlap}")
+        if mode not in ("gaussian", "constant"):
+            raise TranslateError(f"inference.mode: expected 'gaussian' or 'constant', got {mode!r}")
+        self.roi, self.overlap, self.mode = roi, float(overlap), mode
+        self.sigma_scale, self.sw_batch_size = float(sigma_scale), int(sw_batch_size)
+
+    def __call__(self, forward: Forward, volume: np.ndarray, device: torch.device,
+                 on_progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        from monai.inferers import sliding_window_inference
+
+        x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None]
+        out = sliding_window_inference(x, self.roi, self.sw_batch_size, forward, overlap=self.overlap,
+                                       mode=self.mode, sigma_scale=self.sigma_scale, sw_device=device,
+                                       device=torch.device("cpu"))
+        if on_progress is not None:
+            on_progress(1)
+        return out[0].float().numpy()
+
+    def steps(self, shape: Sequence[int]) -> int:
+        return 1
+
+
+def build_inferer(recipe: Recipe, model: TranslationModel, **overrides: Any):
+    """The recipe's inferer (default: ``slices`` in 2D, ``sliding_window`` in 3D) with CLI ``overrides``."""
+    name = recipe.inference.name or ("slices" if recipe.model.spatial_dims == 2 else "sliding_window")
+    kwargs = recipe.inference.kwargs()
+    dataset = recipe.data.dataset.kwargs()
+    if name == "slices":
+        kwargs.setdefault("axis", dataset.get("axis", 0))
+        kwargs.setdefault("context_slices", dataset.get("context_slices", 0))
+    elif name == "sliding_window" and "roi_size" not in kwargs and "patch_size" in dataset:
+        kwargs["roi_size"] = dataset["patch_size"]
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    cls = INFERERS.get(name)
+    try:
+        return cls(size_multiple=model.size_multiple(), **kwargs)
+    except TypeError as err:
+        raise TranslateError(f"inference ({name}): {err}") from None
+
+
+class VolumeTranslator:
+    """A trained model, its domains and an inferer: native volume in, native volume out.
+
+    Built from a checkpoint (:meth:`from_checkpoint`) or, during training, from the live model.
+    """
+
+    def __init__(self, model: TranslationModel, domains: Mapping[str, Domain], inferer: Any,
+                 direction: str = "a2b", device: torch.device | str = "auto", step: int = 0, recipe: Recipe | None = None):
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        if direction not in model.directions:
+            raise TranslateError(f"--direction {direction!r}: this model translates {sorted(model.directions)}")
+        self.model, self.domains, self.inferer, self.direction = model, domains, inferer, direction
+        self.source, self.target = (domains[d] for d in model.directions[direction])
+        self.step, self.recipe = step, recipe
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", direction: str = "a2b",
+                        **inferer_overrides: Any) -> "VolumeTranslator":
+        from .build import build_model
+
+        state = load_checkpoint(checkpoint)
+        try:
+            recipe = Recipe.model_validate(state["recipe"])
+            domains = domains_from_dict(state["domains"])
+        except Exception as err:  # a foreign or damaged checkpoint
+            raise TranslateError(f"{checkpoint}: checkpoint lacks a valid recipe or data domains ({str(err)[:120]})") from None
+        resolved = resolve_device(device)
+        model = build_model(recipe, domains, initialise=False)
+        load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
+        inferer = build_inferer(recipe, model, **inferer_overrides)
+        return cls(model.to(resolved).eval(), domains, inferer, direction=direction, device=resolved,
+                   step=int(state.get("step", 0)), recipe=recipe)
+
     @torch.no_grad()
-    def translate_array(self, source: np.ndarray, axis: Optional[int] = None, batch_size: int = 16,
-                        on_batch: Optional[Callable[[int], None]] = None) -> np.ndarray:
-        """``(Z, Y, X)`` source -> ``(Z, Y, X)`` float32 HU, slicing along ``axis`` (default: the recipe's)."""
-        axis = self.recipe.data.axis if axis is None else axis
-        if axis not in (0, 1, 2):
-            raise TranslateError(f"axis: expected 0, 1 or 2, got {axis}")
+    def translate_network(self, x: np.ndarray, on_progress=None) -> np.ndarray:
+        """Network space ``(C_in, Z, Y, X)`` -> ``(C_out, Z, Y, X)`` with the model in eval mode."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._translate(source, axis, batch_size, on_batch)
+            return self.inferer(lambda t: self.model.translate(t, self.direction), x, self.device, on_progress)
         finally:
             self.model.train(was_training)
 
-    def _translate(self, source: np.ndarray, axis: int, batch_size: int,
-                   on_batch: Optional[Callable[[int], None]]) -> np.ndarray:
-        params = self.normaliser.fit(source)
-        normalised = np.moveaxis(self.normaliser.apply(source, params), axis, 0)
-        volume = torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))
-        n = volume.shape[0]
-        out = np.empty(volume.shape, dtype=np.float32)
-        offsets = torch.arange(-self.context, self.context + 1)
-        for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n))
-            neighbours = (index[:, None] + offsets[None, :]).clamp(0, n - 1)  # edge-replicated context
-            batch, (h, w) = self._pad(volume[neighbours].to(self.device))
-            fake = self.model.translate(batch)[:, 0, :h, :w].float().cpu()
-            out[start:start + len(index)] = self.window.inverse(fake.numpy())
-            if on_batch is not None:
-                on_batch(len(index))
-        return np.moveaxis(out, 0, axis)
+    def translate_array(self, source: np.ndarray, mask: Optional[np.ndarray] = None, on_progress=None) -> np.ndarray:
+        """Native ``(Z, Y, X)`` source -> native ``(Z, Y, X)`` output (float32 HU, MR units or label ids)."""
+        spec = self.source.intensity
+        x = spec.forward(source, spec.fit(source, mask))
+        return self.target.intensity.inverse(self.translate_network(x, on_progress))
 
 
-def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path, *, axis: Optional[int] = None,
-                 batch_size: int = 16, device: str = "auto", progress: bool = True) -> Dict[str, Any]:
-    """Translate a whole volume file and write it atomically on the input's grid (int16 HU)."""
+def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path, *, direction: str = "a2b",
+                 axis: Optional[int] = None, batch_size: Optional[int] = None, device: str = "auto",
+                 progress: bool = True) -> Dict[str, Any]:
+    """Translate a whole volume file and write it atomically on the input's grid (int16 HU for CT)."""
     from ..data.io import array_to_image, image_to_array, read_volume, write_volume
 
     output = Path(output)
     if output.exists() and output.is_dir():
         raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
-    translator = SliceTranslator.from_checkpoint(checkpoint, device=device)
+    overrides = {}
+    if axis is not None:
+        overrides["axis"] = axis
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    translator = VolumeTranslator.from_checkpoint(checkpoint, device=device, direction=direction)
+    if overrides and not isinstance(translator.inferer, SliceInferer):
+        raise TranslateError("--axis and --batch-size apply to slice-wise (2D) models; this checkpoint infers by sliding window")
+    for key, value in overrides.items():
+        setattr(translator.inferer, {"axis": "axis", "batch_size": "batch_size"}[key], value)
+    if axis is not None and axis not in (0, 1, 2):
+        raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
     image = read_volume(source, what="input")
     array = image_to_array(image).astype(np.float32)
-    slicing = translator.recipe.data.axis if axis is None else axis
-    total = array.shape[slicing] if slicing in (0, 1, 2) else 0
-
+    total = translator.inferer.steps(array.shape)
     if progress:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("infer", total=total)
-            hu = translator.translate_array(array, axis=axis, batch_size=batch_size,
-                                            on_batch=lambda k: bar.advance(task, k))
+            result = translator.translate_array(array, on_progress=lambda k: bar.advance(task, k))
     else:
-        hu = translator.translate_array(array, axis=axis, batch_size=batch_size)
-    hu_int = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
-    written = write_volume(array_to_image(hu_int, image), output)
-    return {"output": str(written), "slices": total, "shape": list(array.shape), "checkpoint_step": translator.step}
+        result = translator.translate_array(array)
+    dtype = translator.target.intensity.output_dtype
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        result = np.clip(np.rint(result), info.min, info.max)
+    written = write_volume(array_to_image(result.astype(dtype), image), output)
+    return {"output": str(written), "slices": int(array.shape[getattr(translator.inferer, "axis", 0)]),
+            "shape": list(array.shape), "checkpoint_step": translator.step, "direction": direction}

@@ -11,7 +11,8 @@ import yaml
 from ..atomic import write_text_atomic
 from ..errors import TranslateError
 from ..recipe import Recipe, recipe_to_dict
-from .build import build_model, build_objectives, build_train_dataset, count_parameters, intensity_state
+from .build import build_domains, build_model, build_objectives, build_train_dataset, count_parameters, domain_state
+from .checks import default_best_metric, lower_is_better
 from .trainer import Trainer, resolve_device
 from .validation import build_validator
 
@@ -31,13 +32,15 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
     resolved = recipe_to_dict(recipe)
     device = resolve_device(recipe.trainer.device)
     torch.manual_seed(recipe.trainer.seed)
-    dataset = build_train_dataset(recipe)
+    domains = build_domains(recipe)
+    model = build_model(recipe, domains)
+    dataset = build_train_dataset(recipe, model, domains)
     if len(dataset) < recipe.data.batch_size:
         raise TranslateError(f"data.batch_size={recipe.data.batch_size}: split {recipe.data.train_split!r} of "
-                             f"{recipe.data.root} holds only {len(dataset)} slices; expected at least one batch")
-    model = build_model(recipe)
+                             f"{recipe.data.root} holds only {len(dataset)} samples; expected at least one batch")
     g_objective, d_objective = build_objectives(recipe)
-    validator = build_validator(recipe)
+    validator = build_validator(recipe, domains)
+    best_metric = recipe.trainer.best_metric or default_best_metric(recipe)
     steps = recipe.trainer.steps
     if recipe.trainer.epochs is not None:
         steps = recipe.trainer.epochs * max(len(dataset) // recipe.data.batch_size, 1)
@@ -50,12 +53,14 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
         model_name=recipe.model.name, device=device, seed=recipe.trainer.seed,
         checkpoint_every=recipe.trainer.checkpoint_every, image_every=recipe.trainer.image_every,
         log_every=recipe.trainer.log_every, amp=recipe.trainer.amp,
-        extra_state={"recipe": resolved, "intensity": intensity_state(recipe)}, stop_after=stop_after,
-        show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every)
+        extra_state={"recipe": resolved, "domains": domain_state(domains)}, stop_after=stop_after,
+        show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every,
+        best_metric=best_metric, lower_is_better=lower_is_better(best_metric))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    announce(f"fit: {recipe.model.name} on {len(dataset)} slices, {count_parameters(model.generator):,} generator "
-             f"parameters, device {device}, {steps} steps -> {out_dir}")
+    sizes = ", ".join(f"{role} {count_parameters(net):,}" for role, net in model.networks().items())
+    announce(f"fit: {recipe.model.name} on {len(dataset)} samples ({recipe.data.dataset.name}), parameters: {sizes}; "
+             f"device {device}, {steps} steps -> {out_dir}")
     summary = trainer.fit(resume_from=last if resume else None)
     announce(f"fit: step {summary['step']} in {summary['seconds']:.1f} s ({summary['steps_per_second']:.2f} it/s); "
              f"checkpoint {summary['checkpoint']}")

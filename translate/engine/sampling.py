@@ -1,14 +1,18 @@
-"""Deterministic, resumable batch order: batch ``k`` is a pure function of ``(seed, k)``."""
+"""Deterministic, resumable batch order: batch ``k`` is a pure function of ``(seed, k)``.
+
+Each yielded item is ``(index, draw)``: ``draw = k * batch_size + position`` numbers the sample in
+the run, so a dataset draws fresh augmentation for every serving and a resumed run replays it.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import torch
 from torch.utils.data import Sampler
 
 
-class StepBatchSampler(Sampler[List[int]]):
+class StepBatchSampler(Sampler[List[Tuple[int, int]]]):
     """Endless batches; epoch ``e`` is a permutation drawn from ``seed + e``.
 
     Starting at ``start_batch`` reproduces exactly the batches an uninterrupted run would
@@ -26,7 +30,7 @@ class StepBatchSampler(Sampler[List[int]]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.num_samples, generator=generator)
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         batch = self.start_batch
         epoch, order = -1, None
         while True:
@@ -34,7 +38,8 @@ class StepBatchSampler(Sampler[List[int]]):
             if this_epoch != epoch:
                 epoch, order = this_epoch, self._epoch_order(this_epoch)
             start = position * self.batch_size
-            yield order[start:start + self.batch_size].tolist()
+            indices = order[start:start + self.batch_size].tolist()
+            yield [(index, batch * self.batch_size + j) for j, index in enumerate(indices)]
             batch += 1
 
     def __len__(self) -> int:  # endless; DataLoader only needs a length for progress displays

@@ -56,8 +56,9 @@ class Trainer:
         stop_after: end this process after that step, as an interruption would (the schedule
             still spans ``steps``); ``None`` runs to ``steps``.
         validate: ``(model, device) -> {"val_mae_hu": ..., ...}``, called every ``val_every``
-            steps and at the end; the checkpoint with the lowest ``val_mae_hu`` is kept as
-            ``checkpoints/best.pt``. It must not draw random numbers (resume stays exact).
+            steps and at the end; the checkpoint with the best ``best_metric`` (lowest when
+            ``lower_is_better``) is kept as ``checkpoints/best.pt``. It must not draw random
+            numbers (resume stays exact).
     """
 
     def __init__(self, *, model: TranslationModel, generator_objective: Objective,
@@ -69,7 +70,7 @@ class Trainer:
                  extra_state: Optional[Dict[str, Any]] = None, stop_after: Optional[int] = None,
                  show_progress: bool = True,
                  validate: Optional[Callable[[TranslationModel, torch.device], Dict[str, float]]] = None,
-                 val_every: int = 0):
+                 val_every: int = 0, best_metric: str = "val_mae_hu", lower_is_better: bool = True):
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device)
         self.g_objective = generator_objective.to(self.device)
@@ -82,14 +83,18 @@ class Trainer:
         self.show_progress = show_progress
         self.validate, self.val_every = validate, val_every
         self.best_val: Optional[float] = None
+        self.best_metric, self.lower_is_better = best_metric, lower_is_better
         self.amp = bool(amp) and self.device.type == "cuda"
         self.step = 0
 
         groups = model.parameter_groups()
-        extra_g = [p for term in self.g_objective.terms for p in getattr(term, "trainable_parameters", lambda: [])()]
+        # loss terms with parameters of their own (e.g. a trainable segmentor) join their side's optimiser
+        extra = {side: [p for term in objective.terms for p in getattr(term, "trainable_parameters", lambda: [])()]
+                 for side, objective in (("generator", self.g_objective), ("discriminator", self.d_objective))
+                 if objective is not None}
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
         for side, params in groups.items():
-            params = list(params) + (extra_g if side == "generator" else [])
+            params = list(params) + extra.get(side, [])
             cfg = dict(optimizers.get(side, {}))
             self.optimizers[side] = torch.optim.Adam(
                 params, lr=cfg.get("lr", 2e-4), betas=tuple(cfg.get("betas", (0.5, 0.999))),
@@ -104,6 +109,8 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         networks = {"model": self.model.state_dict(), "generator_objective": self.g_objective.state_dict()}
+        if self.d_objective is not None:
+            networks["discriminator_objective"] = self.d_objective.state_dict()
         return {
             "model": self.model_name, "step": self.step, "networks": networks,
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
@@ -122,6 +129,8 @@ class Trainer:
         state = load_checkpoint(path, expect_model=self.model_name)
         load_network_state(self.model, state["networks"]["model"], self.model_name, path)
         load_network_state(self.g_objective, state["networks"].get("generator_objective", {}), "loss-term", path)
+        if self.d_objective is not None:
+            load_network_state(self.d_objective, state["networks"].get("discriminator_objective", {}), "loss-term", path)
         try:
             for side, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][side])
@@ -186,9 +195,11 @@ class Trainer:
     def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
         scores = self.validate(self.model, self.device)
         logger.validation(self.step, scores)
-        mae = scores.get("val_mae_hu")
-        if mae is not None and (self.best_val is None or mae < self.best_val):
-            self.best_val = mae
+        value = scores.get(self.best_metric)
+        better = value is not None and (self.best_val is None or
+                                        (value < self.best_val if self.lower_is_better else value > self.best_val))
+        if better:
+            self.best_val = value
             save_checkpoint(self.state_dict(), self.out_dir / "checkpoints" / "best.pt")
         return scores
 

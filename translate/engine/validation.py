@@ -1,63 +1,86 @@
-"""Validation during training: whole held-out volumes, translated and scored as `translate evaluate` does."""
+"""Validation during training: whole held-out volumes, translated and scored by the output domain.
+
+CT outputs are scored as ``translate evaluate`` does (MAE in HU, PSNR, SSIM inside the body and
+the valid mask), label maps by the mean Dice over foreground labels, MR outputs by PSNR and SSIM
+of the network-space images (each volume normalised by its own spec) inside the body.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
 
-from ..data.io import image_to_array, read_volume
-from ..data.masks import body_mask_from_ct
-from ..metrics.paired import synthrad_metrics
+from ..data.domains import Domain
+from ..data.subjects import load_volumes, subjects_from_folder
+from ..metrics.paired import psnr, ssim, synthrad_metrics
 from ..models import TranslationModel
 from ..recipe import Recipe
-from .inferer import SliceTranslator
+from .inferer import VolumeTranslator, build_inferer
+
+
+def dice_scores(pred: np.ndarray, target: np.ndarray, values: List[int]) -> Dict[int, float]:
+    """Dice of each label id in ``values`` (empty in both: 1.0). ``pred``, ``target``: ``(Z, Y, X)`` ids."""
+    scores = {}
+    for value in values:
+        p, t = pred == value, target == value
+        total = int(p.sum()) + int(t.sum())
+        scores[value] = 1.0 if total == 0 else 2.0 * float((p & t).sum()) / total
+    return scores
+
+
+def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.ndarray, body: np.ndarray,
+                 valid: Optional[np.ndarray]) -> Dict[str, float]:
+    """One subject's scores, keyed without the ``val_`` prefix."""
+    spec = translator.target.intensity
+    inside = body if valid is None else body & valid
+    if spec.kind == "ct":
+        pred = translator.translate_array(source, mask=valid)
+        scores = synthrad_metrics(pred, target, inside)
+        scores.pop("voxels", None)
+        return scores
+    if spec.kind == "labels":
+        pred = translator.translate_array(source, mask=valid)
+        foreground = spec.values[1:]
+        return {"dice": float(np.mean(list(dice_scores(pred, target, foreground).values())))}
+    source_spec = translator.source.intensity
+    x = source_spec.forward(source, source_spec.fit(source, valid))
+    pred = translator.translate_network(x)[0]
+    reference = spec.forward(target, spec.fit(target, valid))[0]
+    return {"psnr": psnr(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0)),
+            "ssim": ssim(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0))}
 
 
 class VolumeValidator:
-    """Scores a model on the ``data.val_split`` subjects: MAE (HU), PSNR and SSIM inside the body.
+    """Scores a model on the ``data.val_split`` subjects (direction ``a2b``).
 
-    The volumes are read once; each call translates every one slice by slice (eval mode, no
-    gradients, no random numbers drawn, so training resumes identically) and returns the means
-    as ``{"val_mae_hu", "val_psnr", "val_ssim"}``.
+    Volumes are read once; each call translates every one whole (eval mode, no gradients, no random
+    numbers drawn, so training resumes identically) and returns the means as ``{"val_<metric>": ...}``.
     """
 
-    def __init__(self, recipe: Recipe, normaliser: Any, window: Any, subjects: List[Dict[str, Any]],
-                 batch_size: int = 16):
-        data = recipe.data
-        self.recipe, self.normaliser, self.window, self.batch_size = recipe, normaliser, window, batch_size
+    def __init__(self, recipe: Recipe, domains: Mapping[str, Domain], subjects: List[Dict[str, Any]]):
+        self.recipe, self.domains = recipe, domains
+        pair = {"a": domains["a"], "b": domains["b"]}
         self.volumes = []
         for subject in subjects:
-            source = image_to_array(read_volume(subject[data.source], what=f"{subject['id']} {data.source}"))
-            target = image_to_array(read_volume(subject[data.target], what=f"{subject['id']} {data.target}"))
-            self.volumes.append((subject["id"], source.astype(np.float32), target.astype(np.float32),
-                                 body_mask_from_ct(target)))
+            arrays = load_volumes(subject, pair, valid_key=recipe.data.valid_key)
+            valid = arrays["valid_mask"] if recipe.data.valid_key else None
+            self.volumes.append((subject["id"], arrays["a"].astype(np.float32), arrays["b"], arrays["body_mask"], valid))
 
     def __len__(self) -> int:
         return len(self.volumes)
 
     def __call__(self, model: TranslationModel, device: torch.device) -> Dict[str, float]:
-        translator = SliceTranslator(model, self.recipe, self.normaliser, self.window, device=device)
-        scores = [synthrad_metrics(translator.translate_array(source, batch_size=self.batch_size), target, body)
-                  for _, source, target, body in self.volumes]
-        return {f"val_{key}": float(np.mean([s[key] for s in scores])) for key in ("mae_hu", "psnr", "ssim")}
+        translator = VolumeTranslator(model, self.domains, build_inferer(self.recipe, model), device=device)
+        scores = [score_volume(translator, source, target, body, valid) for _, source, target, body, valid in self.volumes]
+        return {f"val_{key}": float(np.mean([s[key] for s in scores])) for key in scores[0]}
 
 
-def build_validator(recipe: Recipe) -> VolumeValidator | None:
-    """A validator over ``data.val_split``, or None when ``trainer.val_every`` is 0 or the split is absent/empty."""
-    import json
-
-    from ..data.datasets import subjects_from_folder
-    from .build import build_intensity
-
+def build_validator(recipe: Recipe, domains: Mapping[str, Domain]) -> VolumeValidator | None:
+    """A validator over ``data.val_split``, or None when ``trainer.val_every`` is 0."""
     if not recipe.trainer.val_every:
         return None
-    split_file = Path(recipe.data.root) / "split.json"
-    splits = json.loads(split_file.read_text())
-    if not splits.get(recipe.data.val_split):
-        return None
-    subjects = subjects_from_folder(recipe.data.root, recipe.data.val_split, keys=(recipe.data.source, recipe.data.target))
-    normaliser, window = build_intensity(recipe)
-    return VolumeValidator(recipe, normaliser, window, subjects)
+    keys = [domains["a"].key, domains["b"].key] + ([recipe.data.valid_key] if recipe.data.valid_key else [])
+    subjects = subjects_from_folder(recipe.data.root, recipe.data.val_split, keys=keys)
+    return VolumeValidator(recipe, domains, subjects)

@@ -6,28 +6,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Dict, Iterable, Mapping
+from typing import Any, Callable, Collection, Dict, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from .base import MODELS, TranslationModel
+from .base import MODELS, Role, TranslationModel
 
 
 @MODELS.register("pix2pix")
 class Pix2Pix(TranslationModel):
     """Paired image-to-image translation.
 
+    Roles: ``generator`` maps ``real_a (B, Ca, *S)`` to ``fake_b (B, Cb, *S)``; ``discriminator``
+    (optional) is a critic on ``cat(real_a, b)`` with ``Ca + Cb`` channels (``Cb`` when not
+    ``conditional``); its ``forward(x, return_features=True)`` must return ``(logits, features)``
+    when feature matching is used. Without a discriminator this is a plain supervised network.
+
     Args:
-        generator: maps ``real_a (B, Ca, *S)`` to ``fake_b (B, Cb, *S)``.
-        discriminator: conditional critic on ``cat(real_a, b)`` with ``Ca + Cb`` channels; its
-            ``forward(x, return_features=True)`` must return ``(logits, features)`` when
-            feature matching is used.
         conditional: when False, ``D`` sees only ``b`` (an unconditional GAN).
     """
 
+    roles = {
+        "generator": Role("generator", inputs=lambda c: c.served["a"], outputs=lambda c: c.domain["b"]),
+        "discriminator": Role("discriminator", group="discriminator", optional=True,
+                              inputs=lambda c: (c.served["a"] if c.options.get("conditional", True) else 0)
+                              + c.domain["b"]),
+    }
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module | None = None, conditional: bool = True):
         super().__init__()
+        if not isinstance(conditional, bool):
+            raise ValueError(f"conditional: expected true or false, got {conditional!r}")
         self.generator = generator
         self.discriminator = discriminator
         self.conditional = conditional
@@ -61,21 +71,13 @@ class Pix2Pix(TranslationModel):
                               needs: Collection[str] = ()) -> Dict[str, Any]:
         real_a, real_b = batch["real_a"], batch["real_b"]
         fake_b = generated["fake_b"].detach()
-        out: Dict[str, Any] = {"real_a": real_a, "real_b": real_b, "fake_b": fake_b}
+        out: Dict[str, Any] = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
+        out["fake_b"] = fake_b
         out["d_real"], _ = self._judge(real_a, real_b, False)
         out["d_fake_detached"], _ = self._judge(real_a, fake_b, False)
         out["critic"] = self._critic(real_a)
         return out
 
-    def parameter_groups(self) -> Dict[str, Iterable[nn.Parameter]]:
-        groups = {"generator": list(self.generator.parameters())}
-        if self.discriminator is not None:
-            groups["discriminator"] = list(self.discriminator.parameters())
-        return groups
-
-    def discriminators(self) -> Dict[str, nn.Module]:
-        return {"discriminator": self.discriminator} if self.discriminator is not None else {}
-
     @torch.no_grad()
-    def translate(self, source: Tensor) -> Tensor:
+    def translate(self, source: Tensor, direction: str = "a2b") -> Tensor:
         return self.generator(source)
