@@ -57,16 +57,20 @@ def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct
 def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `translate fit`"),
           source: Path = typer.Argument(..., help="input volume: NIfTI, NRRD, MHA or a DICOM series folder"),
           output: Path = typer.Argument(..., help="output volume: .nii.gz, .nii, .nrrd or .mha"),
-          axis: Optional[int] = typer.Option(None, help="slicing axis in (z, y, x) order; default: the recipe's"),
-          batch_size: int = typer.Option(16, min=1, help="slices per forward pass"),
+          direction: str = typer.Option("a2b", help="a2b or b2a (models that translate both ways)"),
+          axis: Optional[int] = typer.Option(None, help="slicing axis in (z, y, x) order; default: the recipe's (2D models)"),
+          batch_size: Optional[int] = typer.Option(None, min=1, help="slices per forward pass (2D models; default 16)"),
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
-    """Translate a whole volume; the output lies on the input's grid, in HU."""
+    """Translate a whole volume; the output lies on the input's grid, in the output domain's units (HU for CT)."""
+    from .engine.checks import check_device
     from .engine.inferer import infer_volume
 
-    result = infer_volume(checkpoint, source, output, axis=axis, batch_size=batch_size, device=device,
-                          progress=not quiet)
-    typer.echo(f"infer: {result['slices']} slices -> {result['output']}")
+    if device != "auto":
+        check_device(device, "--device")
+    result = infer_volume(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
+                          device=device, progress=not quiet)
+    typer.echo(f"infer: {result['direction']} {'x'.join(map(str, result['shape']))} -> {result['output']}")
 
 
 @app.command()
