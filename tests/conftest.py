@@ -19,10 +19,17 @@ TINY_RECIPE = {
     "model": {
         "name": "pix2pix",
         "spatial_dims": 2,
-        "generator": {"name": "unet", "channels": [8, 16, 32], "dropout": 0.5, "norm": "batch"},
-        "discriminator": {"name": "patchgan", "channels": 8, "n_layers": 2, "norm": "batch"},
+        "networks": {
+            "generator": {"name": "unet", "channels": [8, 16, 32], "dropout": 0.5, "norm": "batch"},
+            "discriminator": {"name": "patchgan", "channels": 8, "n_layers": 2, "norm": "batch"},
+        },
     },
-    "data": {"root": "WILL_BE_SET", "batch_size": 2, "augment": True},
+    "data": {
+        "root": "WILL_BE_SET",
+        "domains": {"a": {"key": "mr", "intensity": "mr_percentile"}, "b": {"key": "ct", "intensity": "ct_hu"}},
+        "dataset": {"name": "paired_slices"},
+        "batch_size": 2,
+    },
     "objective": {
         "generator": [{"name": "adversarial", "mode": "lsgan"}, {"name": "pixel", "kind": "l1", "weight": 100}],
         "discriminator": [{"name": "adversarial", "mode": "lsgan", "side": "discriminator", "weight": 0.5}],

@@ -139,7 +139,7 @@ def pad_to(array: np.ndarray, shape: tuple, values: list | float, centre: bool =
     lead = [(0, 0)] * (array.ndim - len(shape))
     if np.isscalar(values) or array.ndim == len(shape):
         return np.pad(array, lead + widths, constant_values=values if np.isscalar(values) else 0)
-    return np.stack([np.pad(channel, widths, constant_values=value) for channel, value in zip(array, values)])
+    return np.stack([np.pad(channel, lead[1:] + widths, constant_values=value) for channel, value in zip(array, values)])
 
 
 def round_up(size: int, multiple: int) -> int:
