@@ -1,0 +1,47 @@
+"""The real-data baselines' fitting functions, on numbers worked out by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def baselines():
+    spec = importlib.util.spec_from_file_location("baselines", REPO / "benchmarks" / "real_data" / "baselines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_constant_and_linear(baselines):
+    mr = np.array([0.0, 1.0, 2.0, 3.0])
+    ct = 200.0 * mr - 50.0
+    assert np.allclose(baselines.fit_constant(mr, ct)(np.zeros((2, 2))), ct.mean())
+    linear = baselines.fit_linear(mr, ct)
+    assert linear.parameters["a"] == pytest.approx(200.0) and linear.parameters["b"] == pytest.approx(-50.0)
+    assert np.allclose(linear(np.array([10.0])), 1950.0)
+
+
+def test_lookup_bins_and_fills_empty_bins_from_the_nearest(baselines):
+    # MR in two clusters: bins between them are empty and take the nearest cluster's mean
+    mr = np.concatenate([np.full(500, 0.0), np.full(500, 10.0)])
+    ct = np.concatenate([np.full(500, -100.0), np.full(500, 900.0)])
+    lookup = baselines.fit_lookup(mr, ct, bins=4, percentiles=(0, 100))
+    assert lookup.parameters["edges"] == pytest.approx([0.0, 2.5, 5.0, 7.5, 10.0])
+    assert lookup.parameters["values"] == pytest.approx([-100.0, -100.0, 900.0, 900.0])
+    assert np.allclose(lookup(np.array([-5.0, 1.0, 4.0, 6.0, 50.0])), [-100, -100, -100, 900, 900])
+
+
+def test_summary_pools_by_voxels(baselines):
+    per = {"a": {"mae": 10.0, "voxels": 1, "bias_hu": 1.0}, "b": {"mae": 40.0, "voxels": 3, "bias_hu": -1.0}}
+    for record in per.values():
+        for suffix in ("_air", "_soft", "_bone", "_tumour"):
+            record[f"mae{suffix}"], record[f"voxels{suffix}"] = float("nan"), 0
+    summary = baselines.summarise(per)
+    assert summary["mean_over_patients"]["mae"] == 25.0 and summary["pooled"]["mae"] == pytest.approx(32.5)
+    assert summary["pooled"]["bias_hu"] == pytest.approx(-0.5) and summary["pooled"]["voxels_bone"] == 0
