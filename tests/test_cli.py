@@ -229,7 +229,7 @@ def test_infer_refuses_foreign_checkpoints(trained, tmp_path):
     (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])  # an interrupted copy
     one_line_error(run("infer", tmp_path / "cut.pt", source, target), "cannot read checkpoint", "truncated")
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
-    state["recipe"]["model"]["generator"]["channels"] = [4, 8, 16]
+    state["recipe"]["model"]["networks"]["generator"]["channels"] = [4, 8, 16]
     torch.save(state, tmp_path / "mismatch.pt")
     one_line_error(run("infer", tmp_path / "mismatch.pt", source, target), "do not fit")
     assert not target.exists()

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_parse_override_types():
     assert parse_override("trainer.steps=200") == (["trainer", "steps"], 200)
-    assert parse_override("data.hu_window=[-1000, 1500]") == (["data", "hu_window"], [-1000, 1500])
+    assert parse_override("data.dataset.crop_size=[96, 96]") == (["data", "dataset", "crop_size"], [96, 96])
     assert parse_override("trainer.device=cpu") == (["trainer", "device"], "cpu")
     with pytest.raises(TranslateError, match="KEY.PATH=VALUE"):
         parse_override("trainer.steps")
@@ -72,5 +72,10 @@ def test_missing_recipe_and_bad_yaml(tmp_path):
 
 
 def test_bad_window_order(tiny_recipe):
-    with pytest.raises(TranslateError, match="data.hu_window"):
-        load_recipe(tree=tiny_recipe, overrides=["data.hu_window=[2000, -1000]"])
+    with pytest.raises(TranslateError, match=r"data.domains.b.intensity \(ct_hu\): ct_hu window.*lower < upper"):
+        load_recipe(tree=tiny_recipe, overrides=["data.domains.b.intensity={name: ct_hu, window: [2000, -1000]}"])
+
+
+def test_old_format_keys_say_where_they_moved(tiny_recipe):
+    with pytest.raises(TranslateError, match=r"'data.context_slices' has moved to data.dataset.context_slices"):
+        load_recipe(tree=tiny_recipe, overrides=["data.context_slices=1"])

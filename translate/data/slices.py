@@ -80,6 +80,9 @@ class PairedSlices(Dataset):
         transforms: torchio transforms by name (see :mod:`translate.data.augment`).
         augment: False disables flips and transforms.
         pad: pad slices to a common size that is a multiple of ``size_multiple``.
+        crop_size: ``[H, W]`` random crops for training (centred on a random voxel inside the valid
+            body, drawn afresh each time; the centre crop when not augmenting); None trains on
+            whole slices. Inference is always on whole slices (the networks are fully convolutional).
         skip_empty: drop slices with no valid voxel (a partial MR coverage, ``valid_key``).
         valid_key: file key of a mask of voxels where both domains have data.
         size_multiple: from the model (e.g. 32 for a 5-level U-Net); seed: the run's seed.
@@ -89,8 +92,14 @@ class PairedSlices(Dataset):
 
     def __init__(self, *, root: Path, split: str, domains: Mapping[str, Domain], context_slices: int = 0,
                  axis: int = 0, flips: Sequence[int] | bool = True, transforms: Sequence[Mapping[str, Any]] = (),
-                 augment: bool = True, pad: bool = True, skip_empty: bool = True, valid_key: Optional[str] = None,
-                 size_multiple: int = 1, seed: int = 0):
+                 augment: bool = True, pad: bool = True, crop_size: Optional[Sequence[int]] = None,
+                 skip_empty: bool = True, valid_key: Optional[str] = None, size_multiple: int = 1, seed: int = 0):
+        if crop_size is not None:
+            crop_size = tuple(int(c) for c in crop_size)
+            if len(crop_size) != 2 or any(c < 1 or c % size_multiple for c in crop_size):
+                raise TranslateError(f"data.dataset.crop_size: expected [H, W], each a multiple of {size_multiple} "
+                                     f"(the generator's size multiple), got {list(crop_size)}")
+        self.crop = crop_size
         if int(context_slices) != context_slices or not 0 <= context_slices <= 8:
             raise TranslateError(f"data.dataset.context_slices: expected an integer in [0, 8], got {context_slices!r}")
         if axis not in (0, 1, 2):
@@ -104,6 +113,8 @@ class PairedSlices(Dataset):
         self.volumes = _SliceVolumes(subjects, self.domains, axis=axis, valid_key=valid_key)
         shapes = [v["body_mask"].shape[2:] for v in self.volumes.items]
         self.plane = _plane_size(shapes, size_multiple, pad, "data.dataset")
+        if self.crop is not None:
+            self.plane = tuple(max(p, c) for p, c in zip(self.plane, self.crop))
         self.volumes.pad(self.plane, self.domains)
         self.index = [(i, s) for i, v in enumerate(self.volumes.items) for s in range(v["body_mask"].shape[1])
                       if not (skip_empty and valid_key and not v["valid_mask"][0, s].any())]
@@ -111,6 +122,18 @@ class PairedSlices(Dataset):
     @classmethod
     def served_channels(cls, domains: Mapping[str, Domain], context_slices: int = 0, **_: Any) -> Dict[str, int]:
         return {"a": domains["a"].channels * (1 + 2 * int(context_slices)), "b": domains["b"].channels}
+
+    def _cropped(self, arrays: Dict[str, np.ndarray], draw: Optional[int]) -> Dict[str, np.ndarray]:
+        (h, w), (ch, cw) = self.plane, self.crop
+        if draw is None:
+            top, left = (h - ch) // 2, (w - cw) // 2
+        else:
+            inside = np.argwhere((arrays["valid_mask"][0] > 0) & (arrays["body_mask"][0] > 0))
+            rng = draw_rng(self.seed, draw, 5)
+            y, x = inside[rng.integers(len(inside))] if len(inside) else (h // 2, w // 2)
+            top = int(np.clip(y - ch // 2, 0, h - ch))
+            left = int(np.clip(x - cw // 2, 0, w - cw))
+        return {key: value[..., top:top + ch, left:left + cw] for key, value in arrays.items()}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -121,6 +144,8 @@ class PairedSlices(Dataset):
         volume = self.volumes.items[subject]
         arrays = {"real_a": context_stack(volume["a"], s, self.context), "real_b": volume["b"][:, s],
                   "body_mask": volume["body_mask"][:, s], "valid_mask": volume["valid_mask"][:, s]}
+        if self.crop is not None:
+            arrays = self._cropped(arrays, draw)
         arrays = augment(arrays, seed=self.seed, draw=draw, flip_axes=self.flip_axes, transform=self.transform,
                          spatial_dims=2)
         return {**as_tensors(arrays), "subject": volume["id"], "slice": s}

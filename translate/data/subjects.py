@@ -118,10 +118,7 @@ def normalise(arrays: Mapping[str, np.ndarray], domains: Mapping[str, Domain]) -
     out = {}
     for name, domain in domains.items():
         spec = domain.intensity
-        mask = None
-        if valid is not None and not valid.all():
-            mask = valid & spec.body_mask(arrays[name]) if spec.kind == "mr" else valid
-        params = spec.fit(arrays[name], mask)
+        params = spec.fit(arrays[name], None if valid is None or valid.all() else valid)
         out[name] = spec.forward(arrays[name], params)
     return out
 

@@ -33,13 +33,32 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 class SliceInferer:
     """Slice by slice along ``axis`` with ``context_slices`` neighbours as channels, ``batch_size`` at once.
 
-    Each batch is padded (replicate) to the network's size multiple and cropped back.
+    Each batch is padded (replicate) to the network's size multiple and cropped back. With
+    ``window: [H, W]`` each slice is translated in overlapping in-plane windows blended by MONAI
+    (Gaussian weights), as a model trained on crops of that size saw its inputs: instance norm then
+    sees the statistics it was trained with.
     """
 
-    def __init__(self, axis: int = 0, context_slices: int = 0, batch_size: int = 16, size_multiple: int = 1):
+    def __init__(self, axis: int = 0, context_slices: int = 0, batch_size: int = 16, size_multiple: int = 1,
+                 window: Optional[Sequence[int]] = None, overlap: float = 0.5):
         if axis not in (0, 1, 2):
             raise TranslateError(f"axis: expected 0, 1 or 2, got {axis}")
+        if window is not None:
+            window = [int(w) for w in window]
+            if len(window) != 2 or any(w < 1 or w % size_multiple for w in window):
+                raise TranslateError(f"inference.window {window}: expected [H, W], each a multiple of {size_multiple}")
+        if not 0 <= overlap < 1:
+            raise TranslateError(f"inference.overlap: expected a fraction in [0, 1), got {overlap}")
         self.axis, self.context, self.batch_size, self.multiple = axis, int(context_slices), int(batch_size), size_multiple
+        self.window, self.overlap = window, float(overlap)
+
+    def _forward(self, forward: Forward, batch: torch.Tensor) -> torch.Tensor:
+        if self.window is None:
+            return forward(batch)
+        from monai.inferers import sliding_window_inference
+
+        return sliding_window_inference(batch, self.window, batch.shape[0], forward, overlap=self.overlap,
+                                        mode="gaussian")
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         h, w = x.shape[-2:]
@@ -59,7 +78,7 @@ class SliceInferer:
             neighbours = (index[:, None] + offsets[None, :]).clamp(0, n - 1)  # edge-replicated context
             batch = moved[:, neighbours].permute(1, 0, 2, 3, 4).reshape(len(index), -1, *moved.shape[2:])
             batch, (h, w) = self._pad(batch.to(device))
-            result = forward(batch)[..., :h, :w].float().cpu().numpy()
+            result = self._forward(forward, batch)[..., :h, :w].float().cpu().numpy()
             if out is None:
                 out = np.empty((result.shape[1], n, h, w), dtype=np.float32)
             out[:, start:start + len(index)] = result.transpose(1, 0, 2, 3)

@@ -25,6 +25,9 @@ class Pix2Pix(TranslationModel):
 
     Args:
         conditional: when False, ``D`` sees only ``b`` (an unconditional GAN).
+        mask: name of a batch mask (e.g. ``valid_mask``, where both domains have data): outside
+            it ``D`` sees background (-1) in every image, real and fake alike, so a partial MR
+            coverage does not teach it to judge voxels no loss can supervise. None: no mask.
     """
 
     roles = {
@@ -34,20 +37,33 @@ class Pix2Pix(TranslationModel):
                               + c.domain["b"]),
     }
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module | None = None, conditional: bool = True):
+    def __init__(self, generator: nn.Module, discriminator: nn.Module | None = None, conditional: bool = True,
+                 mask: str | None = None):
         super().__init__()
         if not isinstance(conditional, bool):
             raise ValueError(f"conditional: expected true or false, got {conditional!r}")
+        if mask is not None and not isinstance(mask, str):
+            raise ValueError(f"mask: expected the name of a batch mask such as valid_mask, got {mask!r}")
         self.generator = generator
         self.discriminator = discriminator
         self.conditional = conditional
+        self.mask = mask
+        self._current_mask: Tensor | None = None
+
+    def _hide(self, x: Tensor) -> Tensor:
+        if self._current_mask is None:
+            return x
+        m = self._current_mask.to(x.dtype)
+        return x * m - (1.0 - m)
 
     def _critic(self, real_a: Tensor) -> Callable[[Tensor], Any]:
+        real_a = self._hide(real_a)
         if self.conditional:
-            return lambda b: self.discriminator(torch.cat([real_a, b], dim=1))
-        return lambda b: self.discriminator(b)
+            return lambda b: self.discriminator(torch.cat([real_a, self._hide(b)], dim=1))
+        return lambda b: self.discriminator(self._hide(b))
 
     def _judge(self, real_a: Tensor, b: Tensor, features: bool):
+        real_a, b = self._hide(real_a), self._hide(b)
         x = torch.cat([real_a, b], dim=1) if self.conditional else b
         if features:
             return self.discriminator(x, return_features=True)
@@ -55,6 +71,7 @@ class Pix2Pix(TranslationModel):
 
     def generator_tensors(self, batch: Mapping[str, Tensor], needs: Collection[str] = ()) -> Dict[str, Any]:
         real_a, real_b = batch["real_a"], batch["real_b"]
+        self._current_mask = self._batch_mask(batch)
         fake_b = self.generator(real_a)
         out: Dict[str, Any] = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
         out["fake_b"] = fake_b
@@ -70,6 +87,7 @@ class Pix2Pix(TranslationModel):
     def discriminator_tensors(self, batch: Mapping[str, Tensor], generated: Mapping[str, Any],
                               needs: Collection[str] = ()) -> Dict[str, Any]:
         real_a, real_b = batch["real_a"], batch["real_b"]
+        self._current_mask = self._batch_mask(batch)
         fake_b = generated["fake_b"].detach()
         out: Dict[str, Any] = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
         out["fake_b"] = fake_b
@@ -77,6 +95,13 @@ class Pix2Pix(TranslationModel):
         out["d_fake_detached"], _ = self._judge(real_a, fake_b, False)
         out["critic"] = self._critic(real_a)
         return out
+
+    def _batch_mask(self, batch: Mapping[str, Tensor]) -> Tensor | None:
+        if self.mask is None:
+            return None
+        if self.mask not in batch:
+            raise KeyError(f"pix2pix option mask={self.mask!r}: the batch has no such tensor; it has {sorted(batch)}")
+        return batch[self.mask]
 
     @torch.no_grad()
     def translate(self, source: Tensor, direction: str = "a2b") -> Tensor:
