@@ -21,6 +21,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import json
 import platform
 import shutil
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from translate.data.io import array_to_image, image_to_array, read_volume, write_volume
 from translate.data.phantom import write_phantom
@@ -38,7 +41,7 @@ from translate.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
-L1 = {"name": "pixel", "kind": "l1", "weight": 100.0}
+L1 = {"name": "pixel", "kind": "l1", "weight": 100.0, "mask": "valid_mask"}
 ADV = {"name": "adversarial", "mode": "lsgan", "weight": 1.0}
 D_ADV = {"name": "adversarial", "mode": "lsgan", "side": "discriminator", "weight": 0.5}
 ROWS = {
@@ -49,7 +52,9 @@ ROWS = {
     "pix2pix+hinge": {"generator": [dict(ADV, mode="hinge"), L1], "discriminator": [dict(D_ADV, mode="hinge")], "d": True},
     # the recipe before 2026-11-24: batch norm in the generator (pix2pix's choice)
     "pix2pix-batchnorm": {"generator": [ADV, L1], "discriminator": [D_ADV], "d": True,
-                          "overrides": ["model.generator.norm=batch"]},
+                          "overrides": ["model.networks.generator.norm=batch"]},
+    # 3D U-Net + 3D PatchGAN on random patches, sliding-window inference (recipes/mr2ct-3d.yaml)
+    "pix2pix-3d": {"generator": [ADV, L1], "discriminator": [D_ADV], "d": True, "recipe": "recipes/mr2ct-3d.yaml"},
 }
 
 
@@ -133,6 +138,7 @@ def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
     for key in ("mae_hu", "psnr", "ssim"):
         values = np.array([m[key] for m in per_subject], dtype=float)
         summary[key] = (float(values.mean()), float(values.std()))
+    summary["per_subject_mae_hu"] = {s: round(float(m["mae_hu"]), 2) for s, m in zip(split["test"], per_subject)}
     return summary
 
 
@@ -152,7 +158,7 @@ def main() -> None:
     if not (args.data / "split.json").is_file():
         write_phantom(args.data, subjects=40, seed=0)  # as make demo
     split = json.loads((args.data / "split.json").read_text())
-    results, timings = {}, {}
+    results, timings, validation = {}, {}, {}
     for row in args.rows:
         out_dir = args.work / row
         started = time.perf_counter()
@@ -165,11 +171,11 @@ def main() -> None:
             if args.steps:
                 overrides.append(f"trainer.steps={args.steps}")
             tree_overrides = {"objective": {"generator": spec["generator"], "discriminator": spec["discriminator"]}}
-            recipe = load_recipe(args.recipe, overrides)
+            recipe = load_recipe(REPO / spec["recipe"] if "recipe" in spec else args.recipe, overrides)
             tree = recipe.model_dump(mode="json")
             tree.update(tree_overrides)
             if not spec["d"]:
-                tree["model"]["discriminator"] = None
+                tree["model"]["networks"].pop("discriminator", None)
             recipe = load_recipe(tree=tree)
             if not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file()):
                 shutil.rmtree(out_dir, ignore_errors=True)
@@ -181,6 +187,10 @@ def main() -> None:
                 predictions.append(path)
         timings[row] = time.perf_counter() - started
         results[row] = evaluate_rows(args.data, split, predictions)
+        if row in ROWS:
+            records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+            validation[row] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
+                               for r in records if "val_mae_hu" in r]
         print(row, results[row], f"{timings[row]:.0f} s", flush=True)
 
     steps = args.steps or load_recipe(args.recipe, check_paths=False).trainer.steps
@@ -202,6 +212,12 @@ def main() -> None:
         lines.append(f"| {row} | {objective} | {' | '.join(cells)} | {timings[row]:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
+    record = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
+              "steps": steps, "test_subjects": split["test"], "results": results, "seconds": timings,
+              "validation": validation}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(lines))
 
 

@@ -64,3 +64,18 @@ def shared_data() -> Path:
             pytest.fail(f"real data folder {SHARED_DATA} is absent in CI")
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_real(tmp_path_factory) -> Path:
+    """Three real ibsi_sts patients paired by ``translate data pair`` (train / val / test one each)."""
+    if not (SHARED_DATA / "ibsi_sts").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real data folder {SHARED_DATA / 'ibsi_sts'} is absent in CI")
+        pytest.skip(f"real data folder {SHARED_DATA / 'ibsi_sts'} is absent")
+    from translate.data.pairing import pair_folder
+
+    root = tmp_path_factory.mktemp("ibsi")
+    split = {"train": ["STS_015"], "val": ["STS_008"], "test": ["STS_024"]}
+    pair_folder(SHARED_DATA / "ibsi_sts", root, split=split)
+    return root

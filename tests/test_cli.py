@@ -258,8 +258,10 @@ def test_phantom_command(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
                          ids=lambda p: p.name)
-def test_every_shipped_recipe_trains_and_infers(recipe, tiny_phantom, tmp_path):
-    """Each recipe as shipped, for one step on the tiny phantom, then a whole-volume inference."""
+def test_every_shipped_recipe_trains_and_infers(recipe, request, tmp_path):
+    """Each recipe as shipped, for one step on the tiny phantom (real paired patients for the recipes
+    that read a valid mask), then a whole-volume inference."""
+    tiny_phantom = request.getfixturevalue("tiny_real" if "valid_key: valid" in recipe.read_text() else "tiny_phantom")
     out = tmp_path / "run"
     result = run("fit", recipe, f"data.root={tiny_phantom}", f"trainer.out_dir={out}", "trainer.steps=1",
                  "trainer.val_every=1", "data.batch_size=2", "--quiet")

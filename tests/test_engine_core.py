@@ -159,7 +159,7 @@ def test_3d_pix2pix_trains_on_patches_and_infers_by_sliding_window(tiny_recipe, 
     tiny_recipe["model"]["spatial_dims"] = 3
     tiny_recipe["model"]["networks"]["generator"]["channels"] = [4, 8]
     tiny_recipe["model"]["networks"]["discriminator"]["channels"] = 4
-    tiny_recipe["data"]["dataset"] = {"name": "paired_patches", "patch_size": [4, 16, 16], "samples_per_volume": 2}
+    tiny_recipe["data"]["dataset"] = {"name": "paired_patches", "patch_size": [16, 32, 32], "samples_per_volume": 2}
     tiny_recipe["inference"] = {"name": "sliding_window", "overlap": 0.25}
     checkpoint = _fit(tiny_recipe, tmp_path)
     subject = _test_subject(tiny_phantom)

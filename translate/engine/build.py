@@ -47,8 +47,10 @@ def _init_for(spec, model_cls) -> Tuple[str, float]:
     from ..nn.registry import DISCRIMINATORS, GENERATORS
 
     registered = spec.name.lower() in GENERATORS or spec.name.lower() in DISCRIMINATORS
-    kind, gain = model_cls.default_init
-    kind = spec.init or (kind if registered else "none")
+    default_kind, default_gain = model_cls.default_init
+    kind = spec.init or (default_kind if registered else "none")
+    # the model's gain belongs to its own init kind (0.02 is a std for "normal", not a Xavier gain)
+    gain = default_gain if kind == default_kind else 1.0
     return kind, spec.init_gain if spec.init_gain is not None else gain
 
 
