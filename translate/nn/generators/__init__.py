@@ -2,5 +2,6 @@
 
 from .resnet import ResNetGenerator, ResidualBlock
 from .unet import UNetGenerator
+from .monai_unet import MonaiUNet
 
-__all__ = ["ResNetGenerator", "ResidualBlock", "UNetGenerator"]
+__all__ = ["MonaiUNet", "ResNetGenerator", "ResidualBlock", "UNetGenerator"]
