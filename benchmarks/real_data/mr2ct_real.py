@@ -1,0 +1,122 @@
+"""MR -> CT on real patients (ibsi_sts): the toolkit's recipes beside the trivial baselines.
+
+Every network row goes through the toolkit's own path: ``fit_recipe`` on the recipe (the
+``translate fit`` body), then ``infer_volume`` (the ``translate infer`` body) on each scored
+patient's whole MR, scored by the same code as the baselines (``translate.metrics.tissue``)
+inside valid & body, per tissue class and inside the tumour. The checkpoint is ``best.pt``,
+picked by validation MAE on the val patients only.
+
+    python benchmarks/real_data/prepare.py                      # pairs ../shared/data/ibsi_sts
+    python benchmarks/real_data/mr2ct_real.py --on val           # tuning
+    python benchmarks/real_data/mr2ct_real.py --on test          # once, after tuning
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from baselines import REGIONS, load_patient, run_baselines, summarise  # noqa: E402
+
+from translate.data.io import image_to_array, read_volume  # noqa: E402
+from translate.engine.inferer import infer_volume  # noqa: E402
+from translate.engine.run import fit_recipe  # noqa: E402
+from translate.metrics.tissue import tissue_mae  # noqa: E402
+from translate.recipe import load_recipe  # noqa: E402
+
+L1_ONLY = "objective={generator: [{name: pixel, kind: l1, weight: 100.0, mask: valid_mask}], discriminator: []}"
+#: row -> (description, recipe, extra overrides)
+ROWS = {
+    "pix2pix": ("recipes/mr2ct-real.yaml as shipped (Pix2pix, LSGAN + 100 L1)", "recipes/mr2ct-real.yaml", []),
+    "unet-l1": ("the recipe's U-Net, L1 only (no discriminator)", "recipes/mr2ct-real.yaml",
+                ["model.networks={generator: {name: unet, channels: [16, 32, 64, 128, 128], dropout: 0.0, norm: instance}}",
+                 L1_ONLY]),
+    "monai-unet-l1": ("MONAI residual U-Net (16-32-64-128-256, 2 res units), L1 only", "recipes/mr2ct-real.yaml",
+                      ["model.networks={generator: {name: monai_unet, channels: [16, 32, 64, 128, 256], num_res_units: 2}}",
+                       L1_ONLY]),
+}
+
+
+def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict:
+    scores = {}
+    for patient in patients:
+        prediction = out_dir / f"{patient}_sct.nii.gz"
+        infer_volume(checkpoint, root / patient / "mr.nii.gz", prediction, progress=False)
+        data = load_patient(root, patient)
+        pred = image_to_array(read_volume(prediction)).astype(np.float32)
+        scores[patient] = tissue_mae(pred, data["ct"], mask=data["region"], extra_masks={"tumour": data["tumour"]})
+    return scores
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "ibsi_paired")
+    parser.add_argument("--on", default="test", choices=["val", "test"])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "real")
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    parser.add_argument("--reuse", action="store_true", help="score runs already in --work instead of training again")
+    parser.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/real_mr2ct_<on>.json)")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
+    args = parser.parse_args(argv)
+    out = args.out or REPO / "benchmarks" / "results" / f"real_mr2ct_{args.on}.json"
+    split = json.loads((args.data / "split.json").read_text())
+
+    record = run_baselines(args.data, split, on=args.on)
+    rows = {name: {k: v for k, v in entry.items() if k != "parameters"} for name, entry in record.pop("baselines").items()}
+    for row in args.rows:
+        description, recipe_path, overrides = ROWS[row]
+        work = args.work / row
+        started = time.perf_counter()
+        if not (args.reuse and (work / "checkpoints" / "last.pt").is_file()):
+            shutil.rmtree(work, ignore_errors=True)
+            recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
+                                                       *overrides, *args.overrides])
+            summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
+        else:
+            summary = {"seconds": float("nan")}
+        checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
+        scores = score_network(args.data, split[args.on], checkpoint, work)
+        validation = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+        rows[row] = {"description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
+                     "checkpoint": args.checkpoint, "train_seconds": summary["seconds"],
+                     "seconds_total": time.perf_counter() - started,
+                     "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
+                                    for r in validation if "val_mae_hu" in r],
+                     "per_patient": scores, **summarise(scores)}
+        print(row, {k: round(v, 1) for k, v in rows[row]["mean_over_patients"].items()}, flush=True)
+
+    record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
+                   "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                               "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
+                   "rows": rows})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    lines = [f"| row | MAE | air | soft | bone | tumour | bias | train (s) |", "|---|---|---|---|---|---|---|---|"]
+    for name, entry in rows.items():
+        m = entry["mean_over_patients"]
+        cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [f"{m['bias_hu']:+.1f}",
+                                                                       f"{entry.get('train_seconds', float('nan')):.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    out.with_suffix(".md").write_text(f"MR -> CT on ibsi_sts, scored on {args.on} patients {split[args.on]} "
+                                      f"(mean over patients, HU)\n\n{table}\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
