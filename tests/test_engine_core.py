@@ -257,3 +257,40 @@ def test_init_is_per_role_and_never_touches_loaded_weights(tiny_recipe, tmp_path
     tiny_recipe["model"]["networks"]["generator"]["weights"] = str(tmp_path / "absent.pt")
     with pytest.raises(TranslateError, match="weights: file not found"):
         build_model(load_recipe(tree=tiny_recipe))
+
+
+def test_fill_outside_valid_continues_the_nearest_valid_voxel():
+    from translate.data.subjects import fill_outside
+
+    volume = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    valid = np.zeros(volume.shape, dtype=bool)
+    valid[:, :, :3] = True
+    filled = fill_outside(volume, valid)
+    np.testing.assert_array_equal(filled[valid], volume[valid])
+    np.testing.assert_array_equal(filled[:, :, 3], volume[:, :, 2])
+    np.testing.assert_array_equal(filled[:, :, 4], volume[:, :, 2])
+    assert fill_outside(volume, None) is volume
+
+
+def test_real_pairs_train_and_infer_like_their_training_data(tiny_real, tmp_path):
+    """Partial MR coverage: the inferer prepares the source exactly as the dataset did (fit + fill)."""
+    from translate.data.datasets import PairedSlices
+    from translate.engine.build import build_domains, build_model
+
+    tree = load_recipe(REPO / "recipes" / "mr2ct-real.yaml", [f"data.root={tiny_real}"]).model_dump(mode="json")
+    recipe = load_recipe(tree=tree)
+    domains = build_domains(recipe)
+    model = build_model(recipe, domains)
+    dataset = PairedSlices(root=tiny_real, split="train", domains=domains, augment=False, valid_key="valid",
+                           context_slices=1, size_multiple=model.size_multiple())
+    subject = json.loads((tiny_real / "split.json").read_text())["train"][0]
+    mr = image_to_array(read_volume(tiny_real / subject / "mr.nii.gz")).astype(np.float32)
+    valid = image_to_array(read_volume(tiny_real / subject / "valid.nii.gz")) > 0
+    translator = VolumeTranslator(model, domains, SliceInferer(), device="cpu", recipe=recipe)
+    prepared = translator.prepare(mr, valid)
+    item = dataset[0]
+    s = item["slice"]
+    (h0, w0) = [(p - n) // 2 for p, n in zip(dataset.plane, mr.shape[1:])]
+    centre = item["real_a"][1, h0:h0 + mr.shape[1], w0:w0 + mr.shape[2]].numpy()
+    np.testing.assert_allclose(centre, prepared[0, s], atol=1e-6)
+    assert np.all(prepared[0][~valid] > -1.0) or not (~valid).any()  # no fake air outside the coverage

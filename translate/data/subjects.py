@@ -112,14 +112,34 @@ def load_volumes(subject: Mapping, domains: Mapping[str, Domain], *, valid_key: 
     return arrays
 
 
-def normalise(arrays: Mapping[str, np.ndarray], domains: Mapping[str, Domain]) -> Dict[str, np.ndarray]:
-    """Each domain's native volume -> network space ``(C, Z, Y, X)``, fitted inside the valid mask."""
+def fill_outside(volume: np.ndarray, valid: Optional[np.ndarray]) -> np.ndarray:
+    """``volume`` with every voxel outside ``valid`` set to its nearest valid voxel's value.
+
+    Where an MR's field of view ends inside the body, the resampled MR drops to 0 and looks like
+    air next to tissue, i.e. like skin; a network cannot tell that truncation from a real body
+    outline and predicts air inside the body near it. Continuing the tissue across the edge
+    removes the false outline (the filled voxels are outside ``valid`` and never scored).
+    """
+    if valid is None or valid.all() or not valid.any():
+        return volume
+    from scipy import ndimage
+
+    nearest = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return volume[tuple(nearest)]
+
+
+def normalise(arrays: Mapping[str, np.ndarray], domains: Mapping[str, Domain],
+              fill: Iterable[str] = ()) -> Dict[str, np.ndarray]:
+    """Each domain's native volume -> network space ``(C, Z, Y, X)``, fitted inside the valid mask;
+    domains named in ``fill`` are first continued outside it (:func:`fill_outside`)."""
     valid = arrays.get("valid_mask")
+    partial = valid is not None and not valid.all()
     out = {}
     for name, domain in domains.items():
         spec = domain.intensity
-        params = spec.fit(arrays[name], None if valid is None or valid.all() else valid)
-        out[name] = spec.forward(arrays[name], params)
+        params = spec.fit(arrays[name], valid if partial else None)
+        volume = fill_outside(arrays[name], valid) if partial and name in fill else arrays[name]
+        out[name] = spec.forward(volume, params)
     return out
 
 

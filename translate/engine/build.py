@@ -151,8 +151,11 @@ def build_train_dataset(recipe: Recipe, model: TranslationModel | None = None, d
     cls = dataset_class(recipe)
     kwargs = dict(root=recipe.data.root, split=recipe.data.train_split, domains=domains, size_multiple=multiple,
                   seed=recipe.trainer.seed, **recipe.data.dataset.kwargs())
-    if "valid_key" in inspect.signature(cls).parameters:
+    parameters = inspect.signature(cls).parameters
+    if "valid_key" in parameters:
         kwargs["valid_key"] = recipe.data.valid_key
+    if "fill_outside_valid" in parameters:
+        kwargs["fill_outside_valid"] = recipe.data.fill_outside_valid
     try:
         return cls(**kwargs)
     except TypeError as err:

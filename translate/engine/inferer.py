@@ -186,11 +186,28 @@ class VolumeTranslator:
         finally:
             self.model.train(was_training)
 
+    def prepare(self, source: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """Native ``(Z, Y, X)`` source -> network space ``(C, Z, Y, X)``, exactly as the training data was made.
+
+        A recipe trained with ``data.valid_key`` fits the normalisation inside ``mask`` (default: the
+        source's non-zero voxels, as ``translate data pair`` defines them) and, with
+        ``data.fill_outside_valid``, continues the source outside it.
+        """
+        from ..data.subjects import fill_outside
+
+        spec = self.source.intensity
+        data = self.recipe.data if self.recipe is not None else None
+        if mask is None and data is not None and data.valid_key:
+            mask = np.asarray(source) != 0
+        partial = mask is not None and not np.all(mask)
+        params = spec.fit(source, mask if partial else None)
+        if partial and data is not None and data.valid_key and data.fill_outside_valid:
+            source = fill_outside(source, np.asarray(mask, dtype=bool))
+        return spec.forward(source, params)
+
     def translate_array(self, source: np.ndarray, mask: Optional[np.ndarray] = None, on_progress=None) -> np.ndarray:
         """Native ``(Z, Y, X)`` source -> native ``(Z, Y, X)`` output (float32 HU, MR units or label ids)."""
-        spec = self.source.intensity
-        x = spec.forward(source, spec.fit(source, mask))
-        return self.target.intensity.inverse(self.translate_network(x, on_progress))
+        return self.target.intensity.inverse(self.translate_network(self.prepare(source, mask), on_progress))
 
 
 def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path, *, direction: str = "a2b",

@@ -44,9 +44,7 @@ def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.nd
         pred = translator.translate_array(source, mask=valid)
         foreground = spec.values[1:]
         return {"dice": float(np.mean(list(dice_scores(pred, target, foreground).values())))}
-    source_spec = translator.source.intensity
-    x = source_spec.forward(source, source_spec.fit(source, valid))
-    pred = translator.translate_network(x)[0]
+    pred = translator.translate_network(translator.prepare(source, valid))[0]
     reference = spec.forward(target, spec.fit(target, valid))[0]
     return {"psnr": psnr(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0)),
             "ssim": ssim(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0))}
@@ -72,7 +70,8 @@ class VolumeValidator:
         return len(self.volumes)
 
     def __call__(self, model: TranslationModel, device: torch.device) -> Dict[str, float]:
-        translator = VolumeTranslator(model, self.domains, build_inferer(self.recipe, model), device=device)
+        translator = VolumeTranslator(model, self.domains, build_inferer(self.recipe, model), device=device,
+                                  recipe=self.recipe)
         scores = [score_volume(translator, source, target, body, valid) for _, source, target, body, valid in self.volumes]
         return {f"val_{key}": float(np.mean([s[key] for s in scores])) for key in scores[0]}
 
