@@ -142,6 +142,17 @@ def evaluate_rows(root: Path, split: dict, predictions: list[Path]) -> dict:
     return summary
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
@@ -193,11 +204,13 @@ def main() -> None:
                                for r in records if "val_mae_hu" in r]
         print(row, results[row], f"{timings[row]:.0f} s", flush=True)
 
-    steps = args.steps or load_recipe(args.recipe, check_paths=False).trainer.steps
+    steps = {row: args.steps or load_recipe(REPO / ROWS[row]["recipe"] if "recipe" in ROWS[row] else args.recipe,
+                                            check_paths=False).trainer.steps for row in args.rows if row in ROWS}
     lines = [
         f"MR -> CT on the phantom ({len(split['test'])} held-out subjects: {', '.join(split['test'])}); "
-        f"{steps} steps, seed 0, recipe `{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe}`.",
-        f"Machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, CPU only.",
+        f"steps {steps}, seed 0, recipe `{args.recipe.relative_to(REPO) if args.recipe.is_relative_to(REPO) else args.recipe}` "
+        f"(rows with their own recipe name it in the JSON).",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, CPU only.",
         "Body mask: target CT > -500 HU. Mean ± std over subjects.",
         "",
         "| row | objective | MAE (HU) | PSNR (dB) | SSIM | wall time (s) |",
@@ -213,7 +226,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     record = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "machine": {"processor": cpu_name(), "cores": os.cpu_count(),
                           "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
               "steps": steps, "test_subjects": split["test"], "results": results, "seconds": timings,
               "validation": validation}

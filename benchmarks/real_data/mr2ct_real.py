@@ -31,6 +31,9 @@ sys.path.insert(0, str(HERE))
 
 from baselines import REGIONS, load_patient, run_baselines, summarise  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+from mr2ct_ablation import cpu_name  # noqa: E402
+
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.inferer import infer_volume  # noqa: E402
 from translate.engine.run import fit_recipe  # noqa: E402
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
         print(row, {k: round(v, 1) for k, v in rows[row]["mean_over_patients"].items()}, flush=True)
 
     record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
-                   "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                   "machine": {"processor": cpu_name(), "cores": os.cpu_count(),
                                "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
                    "rows": rows})
     out.parent.mkdir(parents=True, exist_ok=True)
