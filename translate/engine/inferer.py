@@ -219,6 +219,8 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
     output = Path(output)
     if output.exists() and output.is_dir():
         raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
+    if axis is not None and axis not in (0, 1, 2):
+        raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
     overrides = {}
     if axis is not None:
         overrides["axis"] = axis
@@ -228,9 +230,7 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
     if overrides and not isinstance(translator.inferer, SliceInferer):
         raise TranslateError("--axis and --batch-size apply to slice-wise (2D) models; this checkpoint infers by sliding window")
     for key, value in overrides.items():
-        setattr(translator.inferer, {"axis": "axis", "batch_size": "batch_size"}[key], value)
-    if axis is not None and axis not in (0, 1, 2):
-        raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
+        setattr(translator.inferer, key, value)
     image = read_volume(source, what="input")
     array = image_to_array(image).astype(np.float32)
     total = translator.inferer.steps(array.shape)
