@@ -253,7 +253,7 @@ def test_init_is_per_role_and_never_touches_loaded_weights(tiny_recipe, tmp_path
     for name, tensor in model.generator.state_dict().items():
         torch.testing.assert_close(loaded.generator.state_dict()[name], tensor)
     conv = [m for m in loaded.discriminator.modules() if isinstance(m, torch.nn.Conv2d)][0]
-    assert float(conv.weight.std()) > 0.05  # xavier, not N(0, 0.02)
+    assert float(conv.weight.detach().std()) > 0.05  # xavier, not N(0, 0.02)
     tiny_recipe["model"]["networks"]["generator"]["weights"] = str(tmp_path / "absent.pt")
     with pytest.raises(TranslateError, match="weights: file not found"):
         build_model(load_recipe(tree=tiny_recipe))

@@ -64,6 +64,7 @@ class DataConfig(_Strict):
     val_split: str = "val"
     valid_key: Optional[str] = Field(None, description="file key of a mask of voxels where both domains have data")
     fill_outside_valid: bool = Field(True, description="continue the source outside the valid mask by its nearest valid voxel")
+    body_only: bool = Field(False, description="valid_mask also restricted to the target's body mask")
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
 

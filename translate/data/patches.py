@@ -46,7 +46,7 @@ class PairedPatches(Dataset):
                  samples_per_volume: int = 16, sampler: str = "uniform", label_key: Optional[str] = None,
                  label_probabilities: Optional[Mapping[int, float]] = None, flips: Sequence[int] | bool = True,
                  transforms: Sequence[Mapping[str, Any]] = (), augment: bool = True, valid_key: Optional[str] = None,
-                 fill_outside_valid: bool = True, size_multiple: int = 1, seed: int = 0):
+                 fill_outside_valid: bool = True, body_only: bool = False, size_multiple: int = 1, seed: int = 0):
         import torchio as tio
 
         patch = [int(p) for p in patch_size]
@@ -71,6 +71,8 @@ class PairedPatches(Dataset):
             arrays = load_volumes(subject, self.domains, valid_key=valid_key,
                                   extra=[label_key] if label_key else [])
             normalised = normalise(arrays, self.domains, fill=("a",) if fill_outside_valid else ())
+            if body_only:
+                arrays["valid_mask"] = arrays["valid_mask"] & arrays["body_mask"]
             shape = tuple(max(s, p) for s, p in zip(arrays["body_mask"].shape, self.patch))
             item = {f"real_{n}": pad_to(normalised[n], shape, d.intensity.pad_values(normalised[n]))
                     for n, d in self.domains.items()}

@@ -34,11 +34,13 @@ class _SliceVolumes:
     """Normalised volumes of a list of subjects, moved so the slicing axis is first, padded to one size."""
 
     def __init__(self, subjects, domains: Mapping[str, Domain], *, axis: int, valid_key: Optional[str],
-                 same_grid: bool = True, fill: Sequence[str] = ()):
+                 same_grid: bool = True, fill: Sequence[str] = (), body_only: bool = False):
         self.items = []
         for subject in subjects:
             arrays = load_volumes(subject, domains, valid_key=valid_key, same_grid=same_grid)
             normalised = normalise(arrays, domains, fill=fill)
+            if body_only:
+                arrays["valid_mask"] = arrays["valid_mask"] & arrays["body_mask"]
             volume = {name: np.moveaxis(normalised[name], axis + 1, 1) for name in domains}
             for mask in ("body_mask", "valid_mask"):
                 volume[mask] = np.moveaxis(arrays[mask], axis, 0)[None].astype(np.float32)
@@ -87,6 +89,8 @@ class PairedSlices(Dataset):
         valid_key: file key of a mask of voxels where both domains have data.
         fill_outside_valid: continue the source outside ``valid`` by its nearest valid voxel
             (:func:`~translate.data.subjects.fill_outside`), as inference does.
+        body_only: ``valid_mask`` (what masked losses and a masked discriminator see) is also
+            restricted to the target's body mask, the region every score is computed in.
         size_multiple: from the model (e.g. 32 for a 5-level U-Net); seed: the run's seed.
     """
 
@@ -96,7 +100,7 @@ class PairedSlices(Dataset):
                  axis: int = 0, flips: Sequence[int] | bool = True, transforms: Sequence[Mapping[str, Any]] = (),
                  augment: bool = True, pad: bool = True, crop_size: Optional[Sequence[int]] = None,
                  skip_empty: bool = True, valid_key: Optional[str] = None, fill_outside_valid: bool = True,
-                 size_multiple: int = 1, seed: int = 0):
+                 body_only: bool = False, size_multiple: int = 1, seed: int = 0):
         if crop_size is not None:
             crop_size = tuple(int(c) for c in crop_size)
             if len(crop_size) != 2 or any(c < 1 or c % size_multiple for c in crop_size):
@@ -114,7 +118,7 @@ class PairedSlices(Dataset):
         keys = [d.key for d in self.domains.values()] + ([valid_key] if valid_key else [])
         subjects = subjects_from_folder(root, split, keys=keys)
         self.volumes = _SliceVolumes(subjects, self.domains, axis=axis, valid_key=valid_key,
-                                     fill=("a",) if fill_outside_valid else ())
+                                     fill=("a",) if fill_outside_valid else (), body_only=body_only)
         shapes = [v["body_mask"].shape[2:] for v in self.volumes.items]
         self.plane = _plane_size(shapes, size_multiple, pad, "data.dataset")
         if self.crop is not None:

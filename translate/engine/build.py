@@ -156,6 +156,8 @@ def build_train_dataset(recipe: Recipe, model: TranslationModel | None = None, d
         kwargs["valid_key"] = recipe.data.valid_key
     if "fill_outside_valid" in parameters:
         kwargs["fill_outside_valid"] = recipe.data.fill_outside_valid
+    if "body_only" in parameters:
+        kwargs["body_only"] = recipe.data.body_only
     try:
         return cls(**kwargs)
     except TypeError as err:
