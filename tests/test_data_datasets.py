@@ -222,3 +222,10 @@ def test_split_errors_are_one_line(case, expected, tmp_path, phantom_root):
     with pytest.raises(TranslateError, match=expected) as err:
         subjects_from_folder(root, "train")
     assert "\n" not in str(err.value)
+
+
+def test_body_only_restricts_the_valid_mask_to_the_body(phantom_root):
+    plain, body_only = _dataset(phantom_root), _dataset(phantom_root, body_only=True)
+    for index in (0, 3, len(plain) - 1):
+        assert torch.all(plain[index]["valid_mask"] == 1)
+        torch.testing.assert_close(body_only[index]["valid_mask"], body_only[index]["body_mask"])
