@@ -56,6 +56,7 @@ ROWS = {
 def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict:
     scores = {}
     for patient in patients:
+        out_dir.mkdir(parents=True, exist_ok=True)
         prediction = out_dir / f"{patient}_sct.nii.gz"
         infer_volume(checkpoint, root / patient / "mr.nii.gz", prediction, progress=False)
         data = load_patient(root, patient)
@@ -67,19 +68,23 @@ def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ibsi_paired")
-    parser.add_argument("--on", default="test", choices=["val", "test"])
+    parser.add_argument("--on", nargs="+", default=["test"], choices=["val", "test"],
+                        help="splits to score (each network row is trained once)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "real")
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--reuse", action="store_true", help="score runs already in --work instead of training again")
-    parser.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/real_mr2ct_<on>.json)")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results",
+                        help="writes real_mr2ct_<split>.json and .md there")
     parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
     args = parser.parse_args(argv)
-    out = args.out or REPO / "benchmarks" / "results" / f"real_mr2ct_{args.on}.json"
     split = json.loads((args.data / "split.json").read_text())
-
-    record = run_baselines(args.data, split, on=args.on)
-    rows = {name: {k: v for k, v in entry.items() if k != "parameters"} for name, entry in record.pop("baselines").items()}
+    records = {}
+    for on in args.on:
+        record = run_baselines(args.data, split, on=on)
+        record["rows"] = {name: {k: v for k, v in entry.items() if k != "parameters"}
+                          for name, entry in record.pop("baselines").items()}
+        records[on] = record
     for row in args.rows:
         description, recipe_path, overrides = ROWS[row]
         work = args.work / row
@@ -91,33 +96,36 @@ def main(argv=None) -> int:
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
         else:
             summary = {"seconds": float("nan")}
-        checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
-        scores = score_network(args.data, split[args.on], checkpoint, work)
         validation = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
-        rows[row] = {"description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
-                     "checkpoint": args.checkpoint, "train_seconds": summary["seconds"],
-                     "seconds_total": time.perf_counter() - started,
-                     "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
-                                    for r in validation if "val_mae_hu" in r],
-                     "per_patient": scores, **summarise(scores)}
-        print(row, {k: round(v, 1) for k, v in rows[row]["mean_over_patients"].items()}, flush=True)
+        checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
+        for on, record in records.items():
+            scores = score_network(args.data, split[on], checkpoint, work / on)
+            record["rows"][row] = {
+                "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
+                "checkpoint": args.checkpoint, "checkpoint_step": int(torch.load(checkpoint, weights_only=True)["step"]),
+                "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
+                "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
+                               for r in validation if "val_mae_hu" in r],
+                "per_patient": scores, **summarise(scores)}
+            print(on, row, {k: round(v, 1) for k, v in record["rows"][row]["mean_over_patients"].items()}, flush=True)
 
-    record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
-                   "machine": {"processor": cpu_name(), "cores": os.cpu_count(),
-                               "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
-                   "rows": rows})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"| row | MAE | air | soft | bone | tumour | bias | train (s) |", "|---|---|---|---|---|---|---|---|"]
-    for name, entry in rows.items():
-        m = entry["mean_over_patients"]
-        cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [f"{m['bias_hu']:+.1f}",
-                                                                       f"{entry.get('train_seconds', float('nan')):.0f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    out.with_suffix(".md").write_text(f"MR -> CT on ibsi_sts, scored on {args.on} patients {split[args.on]} "
-                                      f"(mean over patients, HU)\n\n{table}\n")
-    print(table)
+    for on, record in records.items():
+        record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "machine": {"processor": cpu_name(), "cores": os.cpu_count(),
+                                   "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__}})
+        out = args.out_dir / f"real_mr2ct_{on}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        lines = ["| row | MAE | air | soft | bone | tumour | bias | train (s) |", "|---|---|---|---|---|---|---|---|"]
+        for name, entry in record["rows"].items():
+            m = entry["mean_over_patients"]
+            cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [
+                f"{m['bias_hu']:+.1f}", f"{entry.get('train_seconds', float('nan')):.0f}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        table = "\n".join(lines)
+        out.with_suffix(".md").write_text(f"MR -> CT on ibsi_sts, scored on {on} patients {split[on]} "
+                                          f"(mean over patients, HU)\n\n{table}\n")
+        print(on, "\n" + table)
     return 0
 
 
