@@ -117,8 +117,23 @@ class _MRSpec(IntensitySpec):
         return self._inverse(x, params)
 
 
+class _MRNormalizerSpec(_MRSpec):
+    """An MR spec backed by :class:`~translate.data.intensity.MRNormalizer` (``self.norm``)."""
+
+    norm: MRNormalizer
+
+    def fit(self, volume, valid=None):
+        return self.norm.fit(volume, self._mask(volume, valid))
+
+    def forward(self, volume, params):
+        return self.norm.apply(np.asarray(volume, dtype=np.float32), params)[None]
+
+    def _inverse(self, x, params):
+        return self.norm.inverse(x, params)
+
+
 @INTENSITIES.register("mr_percentile")
-class MRPercentile(_MRSpec):
+class MRPercentile(_MRNormalizerSpec):
     """Per-volume percentiles ``lower``/``upper`` inside the body mapped to -1 and 1, clipped."""
 
     name = "mr_percentile"
@@ -126,36 +141,18 @@ class MRPercentile(_MRSpec):
     def __init__(self, lower: float = 0.5, upper: float = 99.5):
         self.norm = MRNormalizer(method="percentile", lower=float(lower), upper=float(upper))
 
-    def fit(self, volume, mask=None):
-        return self.norm.fit(volume, self._mask(volume, mask))
-
-    def forward(self, volume, params):
-        return self.norm.apply(np.asarray(volume, dtype=np.float32), params)[None]
-
-    def _inverse(self, x, params):
-        return self.norm.inverse(x, params)
-
     def to_dict(self):
         return {"name": self.name, "lower": self.norm.lower, "upper": self.norm.upper}
 
 
 @INTENSITIES.register("mr_zscore")
-class MRZScore(_MRSpec):
+class MRZScore(_MRNormalizerSpec):
     """Per-volume mean and standard deviation inside the body: ``clip((m - mu) / sigma, -5, 5)``."""
 
     name = "mr_zscore"
 
     def __init__(self):
         self.norm = MRNormalizer(method="zscore")
-
-    def fit(self, volume, mask=None):
-        return self.norm.fit(volume, self._mask(volume, mask))
-
-    def forward(self, volume, params):
-        return self.norm.apply(np.asarray(volume, dtype=np.float32), params)[None]
-
-    def _inverse(self, x, params):
-        return self.norm.inverse(x, params)
 
 
 @INTENSITIES.register("mr_robust")
