@@ -157,7 +157,7 @@ class MRZScore(_MRNormalizerSpec):
 
 @INTENSITIES.register("mr_robust")
 class MRRobust(_MRSpec):
-    """Scale-only MR normalisation: zero stays zero, the ``upper`` percentile of the body maps to 1.
+    r"""Scale-only MR normalisation: zero stays zero, the ``upper`` percentile of the body maps to 1.
 
     .. math::
         x = \mathrm{clip}\left(2\,\frac{m}{p_{u}} - 1, -1, 1\right)
