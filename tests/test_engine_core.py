@@ -294,3 +294,16 @@ def test_real_pairs_train_and_infer_like_their_training_data(tiny_real, tmp_path
     centre = item["real_a"][1, h0:h0 + mr.shape[1], w0:w0 + mr.shape[2]].numpy()
     np.testing.assert_allclose(centre, prepared[0, s], atol=1e-6)
     assert np.all(prepared[0][~valid] > -1.0) or not (~valid).any()  # no fake air outside the coverage
+
+
+def test_a_discriminator_deeper_than_the_patch_is_one_line(tiny_recipe, tmp_path):
+    tiny_recipe["model"]["spatial_dims"] = 3
+    tiny_recipe["model"]["networks"]["generator"]["channels"] = [4, 8]
+    tiny_recipe["model"]["networks"]["discriminator"].update({"channels": 4, "n_layers": 3})
+    tiny_recipe["data"]["dataset"] = {"name": "paired_patches", "patch_size": [4, 16, 16], "samples_per_volume": 2}
+    path = tmp_path / "deep.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    result = run("fit", path, "--quiet")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "fail on the first batch" in errors[0] and "real_a (2, 1, 4, 16, 16)" in errors[0]

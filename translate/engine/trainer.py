@@ -192,6 +192,19 @@ class Trainer:
         self._last = (batch, generated)
         return logs
 
+    def _checked_step(self, batch: Mapping[str, Any], first: bool) -> Dict[str, float]:
+        """A training step; on the run's first step a shape error from torch (a network that does not
+        fit the samples, e.g. a discriminator deeper than the patch) becomes one line naming the shapes."""
+        if not first:
+            return self.train_step(batch)
+        try:
+            return self.train_step(batch)
+        except RuntimeError as err:
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in batch.items() if isinstance(v, torch.Tensor))
+            detail = str(err).strip().splitlines()[0][:200]
+            raise TranslateError(f"model.networks: the networks fail on the first batch ({shapes}): {detail}; "
+                                 f"check patch_size / crop_size against the networks' depth") from None
+
     def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
         scores = self.validate(self.model, self.device)
         logger.validation(self.step, scores)
@@ -221,7 +234,7 @@ class Trainer:
         try:
             while self.step < end:
                 batch = self._to_device(next(batches))
-                last_logs = self.train_step(batch)
+                last_logs = self._checked_step(batch, first=self.step == first_step)
                 self.step += 1
                 lr = self.optimizers["generator"].param_groups[0]["lr"]
                 logger.step(self.step, last_logs, lr=lr, log=self.step % self.log_every == 0 or self.step == end)
