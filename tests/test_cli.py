@@ -139,6 +139,15 @@ def test_evaluate_prints_table_and_json(trained, tmp_path):
     assert "MAE (HU)" in result.stdout and "SSIM" in result.stdout
     metrics = json.loads((tmp_path / "sct.metrics.json").read_text())
     assert metrics["mae_hu"] > 0 and 0 < metrics["ssim"] <= 1
+    # per tissue class and inside a named region (here the phantom's labels > 0 = the body)
+    result = run("evaluate", tmp_path / "sct.nii.gz", phantom / subject / "ct.nii.gz",
+                 "--region", f"labelled={phantom / subject / 'labels.nii.gz'}", "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, (result.output, result.exception)
+    regional = json.loads((tmp_path / "r.json").read_text())
+    assert {"mae_soft", "mae_bone", "mae_air", "bias_hu", "mae_labelled"} <= set(regional)
+    assert regional["voxels_soft"] + regional["voxels_bone"] + regional["voxels_air"] == regional["voxels"]
+    one_line_error(run("evaluate", tmp_path / "sct.nii.gz", phantom / subject / "ct.nii.gz", "--region", "x"),
+                   "expected NAME=MASK")
 
 
 def test_resume_continues_with_identical_losses(tiny_recipe, tmp_path):

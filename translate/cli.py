@@ -78,20 +78,31 @@ def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `tr
 def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
              target: Path = typer.Argument(..., help="real CT (HU) on the same grid"),
              mask: Optional[Path] = typer.Option(None, help="evaluation mask (nonzero = inside); default: body from target CT > -500 HU"),
+             region: Optional[List[str]] = typer.Option(None, help="NAME=MASK: also the MAE inside this mask (e.g. tumour=tumour.nii.gz)"),
              out: Optional[Path] = typer.Option(None, help="JSON output; default: PREDICTION's name + .metrics.json")):
     """MAE (HU), PSNR and SSIM with the SynthRAD convention, as a table and JSON."""
     from rich.console import Console
     from rich.table import Table
 
+    from .errors import TranslateError
     from .metrics.paired import evaluate_volumes
 
-    result = evaluate_volumes(prediction, target, mask)
+    regions = {}
+    for text in region or []:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path:
+            raise TranslateError(f"--region {text!r}: expected NAME=MASK, e.g. tumour=tumour.nii.gz")
+        regions[name] = Path(path)
+    result = evaluate_volumes(prediction, target, mask, regions)
     table = Table(title=f"{prediction.name} vs {target.name}")
     for column in ("metric", "value"):
         table.add_column(column)
-    labels = {"mae_hu": "MAE (HU)", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+    labels = {"mae_hu": "MAE (HU)", "psnr": "PSNR (dB)", "ssim": "SSIM", "mae_soft": "MAE soft tissue (HU)",
+              "mae_bone": "MAE bone > 300 HU", "mae_air": "MAE air < -400 HU", "bias_hu": "bias (HU)",
+              **{f"mae_{name}": f"MAE in {name} (HU)" for name in regions}}
     for key, label in labels.items():
-        table.add_row(label, f"{result[key]:.4f}" if key == "ssim" else f"{result[key]:.2f}")
+        if key in result:
+            table.add_row(label, f"{result[key]:.4f}" if key == "ssim" else f"{result[key]:.2f}")
     table.add_row("voxels in mask", f"{int(result.get('voxels', 0)):,}")
     table.add_row("mask", str(result.get("mask", "")))
     Console().print(table)

@@ -207,7 +207,8 @@ class PairedMetrics:
         self.cases = []
 
 
-def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Path | None = None) -> Dict[str, Any]:
+def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Path | None = None,
+                     regions: Dict[str, str | Path] | None = None) -> Dict[str, Any]:
     """SynthRAD metrics of a synthetic CT file against a real CT file on the same grid.
 
     Args:
@@ -216,9 +217,15 @@ def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Pat
         mask: evaluation mask on the same grid, nonzero = inside; ``None`` = the body,
             :func:`translate.data.masks.body_mask_from_ct` of the target at -500 HU.
 
+        regions: ``{name: mask file}`` (e.g. a tumour) scored inside ``mask`` as ``mae_<name>``.
+
     Returns:
-        ``{"mae_hu", "psnr", "ssim", "voxels", "mask"}``, ``"mask"`` naming where the mask came from.
+        ``{"mae_hu", "psnr", "ssim", "voxels", "mask"}``, ``"mask"`` naming where the mask came from,
+        plus the MAE per tissue class of the target (``mae_air`` < -400, ``mae_soft``, ``mae_bone``
+        > 300 HU), ``bias_hu`` and ``mae_<name>`` per region (:func:`translate.metrics.tissue.tissue_mae`).
     """
+    from .tissue import tissue_mae
+
     from ..data.io import check_same_grid, image_to_array, read_volume
     from ..data.masks import body_mask_from_ct
 
@@ -234,4 +241,12 @@ def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Pat
         inside, source = image_to_array(mask_image) != 0, str(mask)
     if not inside.any():
         raise TranslateError(f"evaluation mask {source} is empty for target {target}; expected voxels inside")
-    return {**synthrad_metrics(image_to_array(fake_image), real_ct, inside), "mask": source}
+    extra = {}
+    for name, path in (regions or {}).items():
+        region_image = read_volume(path, what=f"region {name}")
+        check_same_grid(region_image, real_image, f"region {name} {path}", f"target {target}")
+        extra[name] = image_to_array(region_image) != 0
+    fake_ct = image_to_array(fake_image)
+    tissue = tissue_mae(fake_ct, real_ct, inside, extra)
+    per_class = {k: v for k, v in tissue.items() if k != "mae" and k != "voxels"}
+    return {**synthrad_metrics(fake_ct, real_ct, inside), "mask": source, **per_class}
