@@ -307,3 +307,30 @@ def test_a_discriminator_deeper_than_the_patch_is_one_line(tiny_recipe, tmp_path
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "fail on the first batch" in errors[0] and "real_a (2, 1, 4, 16, 16)" in errors[0]
+
+
+def test_val_block_holds_out_the_last_slices_when_the_split_has_no_val(tiny_recipe, tiny_phantom, tmp_path):
+    from translate.engine.build import build_train_dataset
+    from translate.engine.validation import held_out_block
+
+    root = tmp_path / "noval"
+    shutil.copytree(tiny_phantom, root)
+    split = json.loads((root / "split.json").read_text())
+    (root / "split.json").write_text(json.dumps({"train": split["train"] + split["val"], "test": split["test"]}))
+    tiny_recipe["data"]["root"] = str(root)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe))
+    result = run("fit", path, "--quiet")
+    assert result.exit_code == 2 and "data.val_block to hold out slices" in result.stderr
+
+    tiny_recipe["data"]["val_block"] = 0.3
+    tiny_recipe["data"]["dataset"]["context_slices"] = 1
+    recipe = load_recipe(tree=tiny_recipe)
+    dataset = build_train_dataset(recipe)
+    start, stop = held_out_block(6, 0.3, 1)
+    assert (start, stop) == (4, 3)
+    assert {item[1] for item in dataset.index} == set(range(stop))  # no training input reaches slice 4
+    checkpoint = _fit(tiny_recipe, tmp_path, "block.yaml")
+    records = [json.loads(line) for line in (Path(tiny_recipe["trainer"]["out_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_mae_hu" in r for r in records) and checkpoint.is_file()
+    assert (checkpoint.parent / "best.pt").is_file()

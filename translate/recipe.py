@@ -65,6 +65,8 @@ class DataConfig(_Strict):
     valid_key: Optional[str] = Field(None, description="file key of a mask of voxels where both domains have data")
     fill_outside_valid: bool = Field(True, description="continue the source outside the valid mask by its nearest valid voxel")
     body_only: bool = Field(False, description="valid_mask also restricted to the target's body mask")
+    val_block: float = Field(0.0, ge=0.0, le=0.5, description="when the split has no val_split: hold out this "
+                             "fraction of every training volume's last slices for validation")
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
 

@@ -91,6 +91,8 @@ class PairedSlices(Dataset):
             (:func:`~translate.data.subjects.fill_outside`), as inference does.
         body_only: ``valid_mask`` (what masked losses and a masked discriminator see) is also
             restricted to the target's body mask, the region every score is computed in.
+        val_block: hold out the last fraction of every volume's slices (and the ``context_slices``
+            before them) for validation (:func:`translate.engine.validation.held_out_block`).
         size_multiple: from the model (e.g. 32 for a 5-level U-Net); seed: the run's seed.
     """
 
@@ -100,7 +102,7 @@ class PairedSlices(Dataset):
                  axis: int = 0, flips: Sequence[int] | bool = True, transforms: Sequence[Mapping[str, Any]] = (),
                  augment: bool = True, pad: bool = True, crop_size: Optional[Sequence[int]] = None,
                  skip_empty: bool = True, valid_key: Optional[str] = None, fill_outside_valid: bool = True,
-                 body_only: bool = False, size_multiple: int = 1, seed: int = 0):
+                 body_only: bool = False, val_block: float = 0.0, size_multiple: int = 1, seed: int = 0):
         if crop_size is not None:
             crop_size = tuple(int(c) for c in crop_size)
             if len(crop_size) != 2 or any(c < 1 or c % size_multiple for c in crop_size):
@@ -124,7 +126,14 @@ class PairedSlices(Dataset):
         if self.crop is not None:
             self.plane = tuple(max(p, c) for p, c in zip(self.plane, self.crop))
         self.volumes.pad(self.plane, self.domains)
-        self.index = [(i, s) for i, v in enumerate(self.volumes.items) for s in range(v["body_mask"].shape[1])
+        def usable(volume) -> int:
+            if not val_block:
+                return volume["body_mask"].shape[1]
+            from ..engine.validation import held_out_block
+
+            return held_out_block(volume["body_mask"].shape[1], val_block, self.context)[1]
+
+        self.index = [(i, s) for i, v in enumerate(self.volumes.items) for s in range(usable(v))
                       if not (skip_empty and valid_key and not v["valid_mask"][0, s].any())]
 
     @classmethod

@@ -158,6 +158,11 @@ def build_train_dataset(recipe: Recipe, model: TranslationModel | None = None, d
         kwargs["fill_outside_valid"] = recipe.data.fill_outside_valid
     if "body_only" in parameters:
         kwargs["body_only"] = recipe.data.body_only
+    if recipe.data.val_block and recipe.trainer.val_every and "val_block" in parameters:
+        from ..data.subjects import read_split
+
+        if not read_split(recipe.data.root).get(recipe.data.val_split):
+            kwargs["val_block"] = recipe.data.val_block
     try:
         return cls(**kwargs)
     except TypeError as err:

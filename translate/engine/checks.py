@@ -108,11 +108,15 @@ def _check(recipe: Recipe, check_data: bool) -> None:
         from ..data.subjects import read_split
 
         splits = read_split(recipe.data.root)
-        if not splits.get(recipe.data.val_split):
+        if not splits.get(recipe.data.val_split) and recipe.data.val_block:
+            if recipe.data.dataset.name not in ("paired_slices",):
+                raise TranslateError(f"data.val_block: holding out slices needs the paired_slices dataset, "
+                                     f"not {recipe.data.dataset.name!r}; give a {recipe.data.val_split!r} split instead")
+        elif not splits.get(recipe.data.val_split):
             have = "is empty" if recipe.data.val_split in splits else "is missing"
             raise TranslateError(f"trainer.val_every: {recipe.trainer.val_every}, but split "
                                  f"{recipe.data.val_split!r} of {recipe.data.root / 'split.json'} {have}; "
-                                 f"set trainer.val_every=0 or data.val_split")
+                                 f"set trainer.val_every=0, data.val_split, or data.val_block to hold out slices")
 
 
 def lower_is_better(metric: str) -> bool:

@@ -31,10 +31,13 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, values: List[int]) -> Dict
 
 
 def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.ndarray, body: np.ndarray,
-                 valid: Optional[np.ndarray]) -> Dict[str, float]:
-    """One subject's scores, keyed without the ``val_`` prefix."""
+                 valid: Optional[np.ndarray], region: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """One subject's scores, keyed without the ``val_`` prefix; ``region`` limits where they are taken
+    (a held-out block), while the whole volume is translated as at inference."""
     spec = translator.target.intensity
     inside = body if valid is None else body & valid
+    if region is not None:
+        inside = inside & region
     if spec.kind == "ct":
         pred = translator.translate_array(source, mask=valid)
         scores = synthrad_metrics(pred, target, inside)
@@ -42,6 +45,8 @@ def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.nd
         return scores
     if spec.kind == "labels":
         pred = translator.translate_array(source, mask=valid)
+        if region is not None:
+            pred, target = pred[region], target[region]
         foreground = spec.values[1:]
         return {"dice": float(np.mean(list(dice_scores(pred, target, foreground).values())))}
     pred = translator.translate_network(translator.prepare(source, valid))[0]
@@ -50,21 +55,40 @@ def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.nd
             "ssim": ssim(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0))}
 
 
+def held_out_block(length: int, fraction: float, context: int) -> tuple[int, int]:
+    """``(first validation slice, first slice training may not use)`` of a volume of ``length`` slices:
+    the last ``fraction`` of the slices (at least one) are validation, and the ``context`` slices
+    before them are dropped from training too, so no training input overlaps them."""
+    start = max(1, length - max(1, int(round(length * fraction))))
+    return start, max(0, start - context)
+
+
 class VolumeValidator:
-    """Scores a model on the ``data.val_split`` subjects (direction ``a2b``).
+    """Scores a model on the ``data.val_split`` subjects (direction ``a2b``), or, with ``val_block``,
+    on the held-out last slices of every training subject.
 
     Volumes are read once; each call translates every one whole (eval mode, no gradients, no random
     numbers drawn, so training resumes identically) and returns the means as ``{"val_<metric>": ...}``.
     """
 
-    def __init__(self, recipe: Recipe, domains: Mapping[str, Domain], subjects: List[Dict[str, Any]]):
+    def __init__(self, recipe: Recipe, domains: Mapping[str, Domain], subjects: List[Dict[str, Any]],
+                 val_block: float = 0.0):
         self.recipe, self.domains = recipe, domains
         pair = {"a": domains["a"], "b": domains["b"]}
+        axis = int(recipe.data.dataset.kwargs().get("axis", 0))
         self.volumes = []
         for subject in subjects:
             arrays = load_volumes(subject, pair, valid_key=recipe.data.valid_key)
             valid = arrays["valid_mask"] if recipe.data.valid_key else None
-            self.volumes.append((subject["id"], arrays["a"].astype(np.float32), arrays["b"], arrays["body_mask"], valid))
+            region = None
+            if val_block:
+                start, _ = held_out_block(arrays["a"].shape[axis], val_block, 0)
+                region = np.zeros(arrays["a"].shape, dtype=bool)
+                index = [slice(None)] * 3
+                index[axis] = slice(start, None)
+                region[tuple(index)] = True
+            self.volumes.append((subject["id"], arrays["a"].astype(np.float32), arrays["b"], arrays["body_mask"],
+                                 valid, region))
 
     def __len__(self) -> int:
         return len(self.volumes)
@@ -72,14 +96,20 @@ class VolumeValidator:
     def __call__(self, model: TranslationModel, device: torch.device) -> Dict[str, float]:
         translator = VolumeTranslator(model, self.domains, build_inferer(self.recipe, model), device=device,
                                   recipe=self.recipe)
-        scores = [score_volume(translator, source, target, body, valid) for _, source, target, body, valid in self.volumes]
+        scores = [score_volume(translator, source, target, body, valid, region)
+                  for _, source, target, body, valid, region in self.volumes]
         return {f"val_{key}": float(np.mean([s[key] for s in scores])) for key in scores[0]}
 
 
 def build_validator(recipe: Recipe, domains: Mapping[str, Domain]) -> VolumeValidator | None:
     """A validator over ``data.val_split``, or None when ``trainer.val_every`` is 0."""
+    from ..data.subjects import read_split
+
     if not recipe.trainer.val_every:
         return None
     keys = [domains["a"].key, domains["b"].key] + ([recipe.data.valid_key] if recipe.data.valid_key else [])
+    if not read_split(recipe.data.root).get(recipe.data.val_split) and recipe.data.val_block:
+        subjects = subjects_from_folder(recipe.data.root, recipe.data.train_split, keys=keys)
+        return VolumeValidator(recipe, domains, subjects, val_block=recipe.data.val_block)
     subjects = subjects_from_folder(recipe.data.root, recipe.data.val_split, keys=keys)
     return VolumeValidator(recipe, domains, subjects)
