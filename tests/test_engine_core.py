@@ -334,3 +334,42 @@ def test_val_block_holds_out_the_last_slices_when_the_split_has_no_val(tiny_reci
     records = [json.loads(line) for line in (Path(tiny_recipe["trainer"]["out_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert any("val_mae_hu" in r for r in records) and checkpoint.is_file()
     assert (checkpoint.parent / "best.pt").is_file()
+
+
+def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint_and_resumes_exactly(tiny_recipe, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from translate.engine import trainer as trainer_module
+
+    tiny_recipe["trainer"].update({"steps": 5, "val_every": 0, "checkpoint_every": 10})
+    straight = copy.deepcopy(tiny_recipe)
+    straight["trainer"]["out_dir"] = str(tmp_path / "straight")
+    _fit(straight, tmp_path, "a.yaml")
+
+    original = trainer_module.Trainer.train_step
+
+    def signalled(self, batch):
+        logs = original(self, batch)
+        if self.step == 1:  # during step 2 (0-based step 1): the stop lands after it
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logs
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", signalled)
+    stopped = copy.deepcopy(tiny_recipe)
+    stopped["trainer"]["out_dir"] = str(tmp_path / "stopped")
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(stopped))
+    result = run("fit", path, "--quiet")
+    assert result.exit_code == 128 + signal.SIGTERM, (result.output, result.exception)
+    assert "SIGTERM at step 2" in result.stderr and "--resume" in result.stderr
+    assert torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", original)
+    _fit(stopped, tmp_path, "b.yaml", "--resume")
+
+    def losses(run_dir):
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["g_total"] for r in records if "g_total" in r}
+
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "stopped")
+    assert all(a[step] == b[step] for step in (3, 4, 5))

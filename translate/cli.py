@@ -31,6 +31,13 @@ def user_errors(func):
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)
+        except Exception as err:  # a stop requested by SIGINT / SIGTERM, with its checkpoint written
+            from .engine.trainer import TrainingInterrupted
+
+            if not isinstance(err, TrainingInterrupted):
+                raise
+            typer.echo(f"stopped: {err}", err=True)
+            raise typer.Exit(128 + err.signum)
 
     return wrapper
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
@@ -22,6 +24,40 @@ from ..models.base import TranslationModel
 from .checkpoint import load_checkpoint, load_network_state, save_checkpoint
 from .logging import RunLogger
 from .sampling import StepBatchSampler
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived: training stopped at a step boundary with a checkpoint written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}: checkpoint {checkpoint} written; continue with --resume")
+
+
+class _StopOnSignal:
+    """While active, SIGINT / SIGTERM only set a flag that the loop reads between steps, so a stop
+    never lands between the generator and discriminator updates (which would break exact resume).
+    Installed only in the main thread and restored afterwards."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -231,7 +267,9 @@ class Trainer:
         logger = RunLogger(self.out_dir, total=self.steps, start=self.step, show_progress=self.show_progress)
         started, first_step = time.perf_counter(), self.step
         last_logs: Dict[str, float] = {}
+        stop = _StopOnSignal()
         try:
+            stop.__enter__()
             while self.step < end:
                 batch = self._to_device(next(batches))
                 last_logs = self._checked_step(batch, first=self.step == first_step)
@@ -242,9 +280,12 @@ class Trainer:
                     logger.preview(self.step, *self._last)
                 if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
                     self._run_validation(logger)
-                if self.step % self.checkpoint_every == 0 or self.step == end:
+                if self.step % self.checkpoint_every == 0 or self.step == end or stop.signum is not None:
                     self.save()
+                if stop.signum is not None and self.step < end:
+                    raise TrainingInterrupted(stop.signum, self.step, self.out_dir / "checkpoints" / "last.pt")
         finally:
+            stop.__exit__()
             logger.close()
         seconds = time.perf_counter() - started
         return {"step": self.step, "seconds": seconds,
