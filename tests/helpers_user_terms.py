@@ -17,3 +17,15 @@ class MyTerm(Term):
 
     def compute(self, tensors):
         return self.scale * (tensors["fake_b"].mean() - tensors["real_b"].mean()).abs()
+
+
+class NanTerm(Term):
+    """A term that goes non-finite, to test how training reports it."""
+
+    name = "nan_term"
+
+    def needs(self):
+        return ("fake_b",)
+
+    def compute(self, tensors):
+        return tensors["fake_b"].sum() * float("nan")

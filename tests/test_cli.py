@@ -281,3 +281,36 @@ def test_every_shipped_recipe_trains_and_infers(recipe, request, tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     assert sitk.ReadImage(str(tmp_path / "sct.nii.gz")).GetSize() == sitk.ReadImage(
         str(tiny_phantom / subject / "mr.nii.gz")).GetSize()
+
+
+def test_version_strict_json_umask_and_refusals(trained, tmp_path):
+    import os
+
+    out, phantom = trained
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("translate ")
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    source = phantom / subject / "mr.nii.gz"
+    checkpoint = out / "checkpoints" / "last.pt"
+    copy = tmp_path / "mr.nii.gz"
+    copy.write_bytes(source.read_bytes())
+    one_line_error(run("infer", checkpoint, copy, copy), "is the input volume")
+    assert copy.read_bytes() == source.read_bytes()
+    one_line_error(run("infer", checkpoint, source, tmp_path / "out.png"), "unknown extension")
+    previous = os.umask(0o022)
+    try:
+        assert run("infer", checkpoint, source, tmp_path / "sct.nii.gz", "--quiet").exit_code == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "sct.nii.gz").stat().st_mode & 0o777 == 0o644  # the user's umask, not mkstemp's 0600
+    ct = phantom / subject / "ct.nii.gz"
+    assert run("evaluate", ct, ct, "--out", tmp_path / "same.json").exit_code == 0
+    assert json.loads((tmp_path / "same.json").read_text())["psnr"] is None  # strict JSON, no Infinity
+
+
+def test_a_non_finite_loss_is_one_line_naming_the_term(tiny_recipe, tmp_path):
+    tiny_recipe["objective"]["generator"].append({"name": "helpers_user_terms.NanTerm"})
+    result = run("fit", write_recipe(tiny_recipe, tmp_path / "nan.yaml"), "--quiet")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "non-finite loss at step 1" in errors[0] and "g_nan_term" in errors[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -14,6 +15,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Medical image-to-image translation with adversarial networks.")
 data_app = typer.Typer(no_args_is_help=True, help="Built-in data.")
 app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"translate {version('translate-medical')}")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+            typer.echo("translate (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                                   help="print the version and exit")) -> None:
+    """Medical image-to-image translation with adversarial networks."""
 
 
 def user_errors(func):
@@ -123,7 +141,9 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
     record = {"prediction": str(prediction), "target": str(target), **{k: v for k, v in result.items()}}
     from .atomic import write_text_atomic
 
-    write_text_atomic(out, json.dumps(record, indent=2, default=str) + "\n")
+    # strict JSON: an infinite PSNR (identical images) is written as null, never as Infinity
+    record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    write_text_atomic(out, json.dumps(record, indent=2, default=str, allow_nan=False) + "\n")
     typer.echo(f"evaluate: metrics written to {out}")
 
 

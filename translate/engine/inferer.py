@@ -216,9 +216,15 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
     """Translate a whole volume file and write it atomically on the input's grid (int16 HU for CT)."""
     from ..data.io import array_to_image, image_to_array, read_volume, write_volume
 
+    from ..data.io import WRITE_EXTENSIONS
+
     output = Path(output)
     if output.exists() and output.is_dir():
         raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
+    if not any(output.name.lower().endswith(ext) for ext in WRITE_EXTENSIONS):
+        raise TranslateError(f"output {output}: unknown extension; expected one of {', '.join(WRITE_EXTENSIONS)}")
+    if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
+        raise TranslateError(f"output {output} is the input volume; choose another file name")
     if axis is not None and axis not in (0, 1, 2):
         raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
     overrides = {}

@@ -224,7 +224,10 @@ class Trainer:
             scheduler.step()
         if not all(math.isfinite(v) for v in logs.values()):
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            raise FloatingPointError(f"non-finite loss at step {self.step + 1}: {bad}")
+            last = self.out_dir / "checkpoints" / "last.pt"
+            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise TranslateError(f"non-finite loss at step {self.step + 1} in {', '.join(bad)}; {where} "
+                                 f"(lower the learning rate or check the data)")
         self._last = (batch, generated)
         return logs
 
