@@ -314,3 +314,23 @@ def test_a_non_finite_loss_is_one_line_naming_the_term(tiny_recipe, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "non-finite loss at step 1" in errors[0] and "g_nan_term" in errors[0]
+
+
+def test_run_folder_is_protected_and_resume_keeps_one_record_per_step(tiny_recipe, tmp_path):
+    tiny_recipe["trainer"].update({"steps": 4, "val_every": 0, "checkpoint_every": 2})
+    recipe = write_recipe(tiny_recipe, tmp_path / "r.yaml")
+    out = Path(tiny_recipe["trainer"]["out_dir"])
+    assert run("fit", recipe, "--quiet", "--stop-after", "3").exit_code == 0  # checkpoints at 2 and 3
+    # as if killed during step 3's write and after logging step 3: a leftover temporary, last.pt at step 2
+    (out / "checkpoints" / "step_0000002.pt").replace(out / "checkpoints" / "last.pt")
+    (out / "checkpoints" / ".last.pt.tmp-abc.tmp").write_bytes(b"half")
+    one_line_error(run("fit", recipe, "--quiet"), "already holds a run", "--overwrite")
+    one_line_error(run("fit", recipe, "trainer.seed=5", "--resume", "--quiet"), "recipe key 'trainer.seed' differs")
+    assert run("fit", recipe, "--resume", "--quiet").exit_code == 0
+    assert not list((out / "checkpoints").glob(".*.tmp-*"))
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if "g_total" in json.loads(line)]
+    assert steps == [1, 2, 3, 4]  # step 3 was replayed, not logged twice
+    (out / "notes.txt").write_text("mine")
+    assert run("fit", recipe, "--overwrite", "--quiet").exit_code == 0
+    assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes only what a run writes

@@ -65,6 +65,7 @@ def user_errors(func):
 def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct.yaml"),
         overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides: trainer.steps=200 data.root=DIR"),
         resume: bool = typer.Option(False, "--resume", help="continue from trainer.out_dir/checkpoints/last.pt"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in trainer.out_dir (its checkpoints, logs, images)"),
         stop_after: Optional[int] = typer.Option(None, "--stop-after", min=1,
                                                  help="stop after this step (the schedule still spans trainer.steps)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
@@ -73,7 +74,7 @@ def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct
     from .recipe import load_recipe
 
     spec = load_recipe(recipe, overrides or [])
-    fit_recipe(spec, resume=resume, stop_after=stop_after, show_progress=not quiet,
+    fit_recipe(spec, resume=resume, stop_after=stop_after, show_progress=not quiet, overwrite=overwrite,
                announce=lambda text: typer.echo(text, err=True))
 
 

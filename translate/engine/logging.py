@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text_atomic
 
 
 def _display(x: torch.Tensor) -> np.ndarray:
@@ -51,11 +51,13 @@ class RunLogger:
     def __init__(self, out_dir: Path, total: int, start: int = 0, show_progress: bool = True):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._drop_records_after(start)
         self.metrics = open(self.out_dir / "metrics.jsonl", "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            # purge_step: events a killed run logged after its last checkpoint are dropped, not doubled
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start if start else None)
         except ImportError:  # tensorboard is a dependency; tolerate minimal installs
             self.writer = None
         self.progress = None
@@ -74,6 +76,20 @@ class RunLogger:
         self._last_time: Optional[float] = None
         self._last_step = start
         self.is_terminal = self.progress is not None and not self.progress.disable
+
+    def _drop_records_after(self, start: int) -> None:
+        """A resumed run replays the steps after its checkpoint: their old records go first."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= start:
+                    kept.append(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def step(self, step: int, logs: Mapping[str, float], lr: float, log: bool) -> None:
         import time

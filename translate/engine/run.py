@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -17,16 +18,52 @@ from .trainer import Trainer, resolve_device
 from .validation import build_validator
 
 
+#: what a run writes into trainer.out_dir (and all that --overwrite removes)
+RUN_ARTIFACTS = ("checkpoints", "images", "tensorboard", "metrics.jsonl", "recipe.yaml")
+
+
+def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
+    """``--resume`` continues the run it finds: a changed recipe key is refused, naming the key."""
+    stored_path = out_dir / "recipe.yaml"
+    if not stored_path.is_file():
+        return
+    stored = yaml.safe_load(stored_path.read_text()) or {}
+    current = recipe_to_dict(recipe)
+
+    def first_difference(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+                if found:
+                    return found
+            return None
+        return prefix.rstrip(".") if a != b else None
+
+    key = first_difference(stored, current)
+    if key:
+        raise TranslateError(f"--resume: recipe key {key!r} differs from the run's {stored_path}; "
+                             f"resume with the same recipe, or start a new trainer.out_dir")
+
+
 def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int] = None,
-               show_progress: bool = True, announce: Callable[[str], None] = print) -> Dict[str, Any]:
+               show_progress: bool = True, announce: Callable[[str], None] = print,
+               overwrite: bool = False) -> Dict[str, Any]:
     """Build everything the recipe names and train; returns the trainer's summary."""
     out_dir = recipe.trainer.out_dir
     last = out_dir / "checkpoints" / "last.pt"
     if resume and not last.is_file():
         raise TranslateError(f"--resume: no checkpoint at {last} (trainer.out_dir={out_dir})")
-    if not resume and last.is_file():
-        raise TranslateError(f"trainer.out_dir {out_dir} already holds a run; pass --resume to continue it "
-                             f"or choose another trainer.out_dir=...")
+    artifacts = [out_dir / name for name in RUN_ARTIFACTS if (out_dir / name).exists()]
+    if not resume and artifacts and not overwrite:
+        raise TranslateError(f"trainer.out_dir {out_dir} already holds a run; pass --resume to continue it, "
+                             f"--overwrite to replace it, or choose another trainer.out_dir=...")
+    if resume:
+        _check_same_recipe(recipe, out_dir)
+        for leftover in (out_dir / "checkpoints").glob(".*.tmp-*"):  # a write cut short by a kill
+            leftover.unlink(missing_ok=True)
+    elif overwrite:
+        for path in artifacts:  # only what a run writes: nothing else in the folder is touched
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     if recipe.trainer.threads:
         torch.set_num_threads(recipe.trainer.threads)
     resolved = recipe_to_dict(recipe)
