@@ -96,11 +96,47 @@ def _read_dicom_folder(folder: Path, what: str) -> sitk.Image:
     if len(series) > 1:
         warnings.warn(f"{what} folder {folder} holds {len(series)} DICOM series; reading series "
                       f"{uid or '(no UID)'} with {len(series[uid])} files", stacklevel=3)
+    _check_slice_spacing(series[uid], folder, what)
     reader.SetFileNames(series[uid])
     try:
         return reader.Execute()
     except RuntimeError as err:
         raise TranslateError(f"cannot read {what} {folder}: {_itk_reason(err)}; {_EXPECTED}") from None
+
+
+def _check_slice_spacing(files, folder: Path, what: str, tolerance: float = 0.05) -> None:
+    """Refuse a series whose slices are not evenly spaced (a missing or duplicated slice).
+
+    ITK would read it with an averaged spacing and only a warning on stderr, which puts every
+    slice after the gap at the wrong position: silently wrong geometry.
+    """
+    if len(files) < 3:
+        return
+    positions, normal = [], None
+    for name in files:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(name))
+        try:
+            info.ReadImageInformation()
+            origin = [float(v) for v in info.GetMetaData("0020|0032").split("\\")]
+            if normal is None:
+                cosines = [float(v) for v in info.GetMetaData("0020|0037").split("\\")]
+                normal = np.cross(cosines[:3], cosines[3:])
+        except (RuntimeError, ValueError):
+            return  # no usable position tags: leave the geometry to ITK
+        positions.append(float(np.dot(origin, normal)))
+    steps = np.diff(np.sort(positions))
+    spacing = float(np.median(steps))
+    if spacing <= 0:
+        raise TranslateError(f"{what} {folder}: two slices share one position; a series with duplicated slices "
+                             f"cannot be read as one volume")
+    bad = np.where(np.abs(steps - spacing) > tolerance * spacing)[0]
+    if len(bad):
+        k = int(bad[0])
+        ordered = np.sort(positions)
+        raise TranslateError(f"{what} {folder}: slices are not evenly spaced: a step of {steps[k]:.2f} mm between "
+                             f"positions {ordered[k]:.2f} and {ordered[k + 1]:.2f} mm where the series' spacing is "
+                             f"{spacing:.2f} mm (a missing slice?); expected a complete series")
 
 
 def _itk_reason(err: Exception) -> str:
