@@ -334,3 +334,29 @@ def test_run_folder_is_protected_and_resume_keeps_one_record_per_step(tiny_recip
     (out / "notes.txt").write_text("mine")
     assert run("fit", recipe, "--overwrite", "--quiet").exit_code == 0
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite removes only what a run writes
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous_one(tiny_recipe, tmp_path, monkeypatch):
+    import errno
+
+    from translate.engine import checkpoint as checkpoint_module
+
+    tiny_recipe["trainer"].update({"steps": 3, "val_every": 0, "checkpoint_every": 1})
+    recipe = write_recipe(tiny_recipe, tmp_path / "r.yaml")
+    out = Path(tiny_recipe["trainer"]["out_dir"])
+    assert run("fit", recipe, "--quiet", "--stop-after", "1").exit_code == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    original = checkpoint_module.torch.save
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    result = run("fit", recipe, "--resume", "--quiet")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "No space left on device" in errors[0] and "intact" in errors[0]
+    monkeypatch.setattr(checkpoint_module.torch, "save", original)
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    assert not list((out / "checkpoints").glob(".*.tmp-*"))

@@ -29,11 +29,16 @@ VERSION = 2
 def save_checkpoint(state: Dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     state = {"format": FORMAT, "version": VERSION, **state}
-    with atomic_path(path, suffix=".tmp") as tmp:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+    try:
+        with atomic_path(path, suffix=".tmp") as tmp:
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+    except OSError as err:  # e.g. ENOSPC: the temporary is gone, the previous checkpoint untouched
+        reason = err.strerror or str(err)
+        raise TranslateError(f"cannot write checkpoint {path}: {reason}; the previous checkpoint (if any) is "
+                             f"intact") from None
     return Path(path)
 
 
