@@ -374,3 +374,18 @@ def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint_and_resumes_exactly(
 
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "stopped")
     assert all(a[step] == b[step] for step in (3, 4, 5))
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """benchmarks/reliability_kills.py with two kills: last.pt always loadable, identical losses."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "kills.json"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reliability_kills.py"), "--kills", "2",
+                             "--steps", "300", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(out.read_text())
+    assert record["kills"] == 2 and record["identical_losses_every_step"] and record["each_step_logged_once"]
+    assert record["leftover_temporaries"] == 0
