@@ -360,3 +360,23 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_previous_one(ti
     monkeypatch.setattr(checkpoint_module.torch, "save", original)
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
     assert not list((out / "checkpoints").glob(".*.tmp-*"))
+
+
+class _Planted:
+    """Unpickling this would run code (create a file): a checkpoint must never be loaded that way."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(trained, tmp_path):
+    out, phantom = trained
+    marker = tmp_path / "ran.txt"
+    planted = tmp_path / "planted.pt"
+    torch.save({"format": "translate-checkpoint", "version": 2, "payload": _Planted(str(marker))}, planted)
+    subject = json.loads((phantom / "split.json").read_text())["test"][0]
+    one_line_error(run("infer", planted, phantom / subject / "mr.nii.gz", tmp_path / "x.nii.gz"), "cannot read checkpoint")
+    assert not marker.exists() and not (tmp_path / "x.nii.gz").exists()
