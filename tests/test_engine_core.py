@@ -312,7 +312,7 @@ def test_a_discriminator_deeper_than_the_patch_is_one_line(tiny_recipe, tmp_path
 
 def test_val_block_holds_out_the_last_slices_when_the_split_has_no_val(tiny_recipe, tiny_phantom, tmp_path):
     from translate.engine.build import build_train_dataset
-    from translate.engine.validation import held_out_block
+    from translate.data.subjects import held_out_block
 
     root = tmp_path / "noval"
     shutil.copytree(tiny_phantom, root)

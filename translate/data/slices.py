@@ -19,7 +19,7 @@ from ..errors import TranslateError
 from .augment import as_tensors, augment, build_transforms, draw_rng, parse_flip_axes, unpack_item
 from .domains import Domain
 from .datasets import DATASETS
-from .subjects import load_volumes, normalise, pad_to, round_up, subjects_from_folder
+from .subjects import held_out_block, load_volumes, normalise, pad_to, round_up, subjects_from_folder
 
 
 def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
@@ -46,9 +46,6 @@ class _SliceVolumes:
                 volume[mask] = np.moveaxis(arrays[mask], axis, 0)[None].astype(np.float32)
             volume["id"] = str(subject["id"])
             self.items.append(volume)
-
-    def plane_shape(self) -> tuple:
-        return tuple(int(max(v["body_mask"].shape[2 + i] for v in self.items)) for i in range(2))
 
     def pad(self, shape: tuple, domains: Mapping[str, Domain]) -> None:
         for volume in self.items:
@@ -92,7 +89,7 @@ class PairedSlices(Dataset):
         body_only: ``valid_mask`` (what masked losses and a masked discriminator see) is also
             restricted to the target's body mask, the region every score is computed in.
         val_block: hold out the last fraction of every volume's slices (and the ``context_slices``
-            before them) for validation (:func:`translate.engine.validation.held_out_block`).
+            before them) for validation (:func:`translate.data.subjects.held_out_block`).
         size_multiple: from the model (e.g. 32 for a 5-level U-Net); seed: the run's seed.
     """
 
@@ -126,12 +123,10 @@ class PairedSlices(Dataset):
         if self.crop is not None:
             self.plane = tuple(max(p, c) for p, c in zip(self.plane, self.crop))
         self.volumes.pad(self.plane, self.domains)
-        def usable(volume) -> int:
-            if not val_block:
-                return volume["body_mask"].shape[1]
-            from ..engine.validation import held_out_block
 
-            return held_out_block(volume["body_mask"].shape[1], val_block, self.context)[1]
+        def usable(volume) -> int:
+            slices = volume["body_mask"].shape[1]
+            return held_out_block(slices, val_block, self.context)[1] if val_block else slices
 
         self.index = [(i, s) for i, v in enumerate(self.volumes.items) for s in range(usable(v))
                       if not (skip_empty and valid_key and not v["valid_mask"][0, s].any())]

@@ -128,19 +128,32 @@ def fill_outside(volume: np.ndarray, valid: Optional[np.ndarray]) -> np.ndarray:
     return volume[tuple(nearest)]
 
 
+def normalise_volume(volume: np.ndarray, spec, valid: Optional[np.ndarray] = None, fill: bool = False) -> np.ndarray:
+    """One native ``(Z, Y, X)`` volume -> network space ``(C, Z, Y, X)``: the spec fitted inside
+    ``valid`` (when it leaves voxels out) and, with ``fill``, the volume first continued outside it.
+    Datasets and inference both come through here, so they cannot drift apart."""
+    partial = valid is not None and not np.all(valid)
+    params = spec.fit(volume, valid if partial else None)
+    if partial and fill:
+        volume = fill_outside(volume, np.asarray(valid, dtype=bool))
+    return spec.forward(volume, params)
+
+
 def normalise(arrays: Mapping[str, np.ndarray], domains: Mapping[str, Domain],
               fill: Iterable[str] = ()) -> Dict[str, np.ndarray]:
-    """Each domain's native volume -> network space ``(C, Z, Y, X)``, fitted inside the valid mask;
-    domains named in ``fill`` are first continued outside it (:func:`fill_outside`)."""
+    """Each domain's native volume -> network space ``(C, Z, Y, X)`` (:func:`normalise_volume`), fitted
+    inside the valid mask; domains named in ``fill`` are first continued outside it."""
     valid = arrays.get("valid_mask")
-    partial = valid is not None and not valid.all()
-    out = {}
-    for name, domain in domains.items():
-        spec = domain.intensity
-        params = spec.fit(arrays[name], valid if partial else None)
-        volume = fill_outside(arrays[name], valid) if partial and name in fill else arrays[name]
-        out[name] = spec.forward(volume, params)
-    return out
+    return {name: normalise_volume(arrays[name], domain.intensity, valid, fill=name in fill)
+            for name, domain in domains.items()}
+
+
+def held_out_block(length: int, fraction: float, context: int) -> tuple[int, int]:
+    """``(first validation slice, first slice training may not use)`` of a volume of ``length`` slices:
+    the last ``fraction`` of the slices (at least one) are validation, and the ``context`` slices
+    before them are dropped from training too, so no training input overlaps them."""
+    start = max(1, length - max(1, int(round(length * fraction))))
+    return start, max(0, start - context)
 
 
 def pad_to(array: np.ndarray, shape: tuple, values: list | float, centre: bool = True) -> np.ndarray:

@@ -158,15 +158,21 @@ def build_train_dataset(recipe: Recipe, model: TranslationModel | None = None, d
         kwargs["fill_outside_valid"] = recipe.data.fill_outside_valid
     if "body_only" in parameters:
         kwargs["body_only"] = recipe.data.body_only
-    if recipe.data.val_block and recipe.trainer.val_every and "val_block" in parameters:
-        from ..data.subjects import read_split
-
-        if not read_split(recipe.data.root).get(recipe.data.val_split):
-            kwargs["val_block"] = recipe.data.val_block
+    if "val_block" in parameters:
+        kwargs["val_block"] = held_out_fraction(recipe)
     try:
         return cls(**kwargs)
     except TypeError as err:
         raise TranslateError(f"data.dataset ({recipe.data.dataset.name}): {err}") from None
+
+
+def held_out_fraction(recipe: Recipe) -> float:
+    """``data.val_block`` when it is in force (validating, and the split has no validation subjects), else 0."""
+    from ..data.subjects import read_split
+
+    if not (recipe.data.val_block and recipe.trainer.val_every):
+        return 0.0
+    return 0.0 if read_split(recipe.data.root).get(recipe.data.val_split) else recipe.data.val_block
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -159,8 +159,7 @@ class VolumeTranslator:
         self.step, self.recipe = step, recipe
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", direction: str = "a2b",
-                        **inferer_overrides: Any) -> "VolumeTranslator":
+    def from_checkpoint(cls, checkpoint: str | Path, device: str = "auto", direction: str = "a2b") -> "VolumeTranslator":
         from .build import build_model
 
         state = load_checkpoint(checkpoint)
@@ -172,7 +171,7 @@ class VolumeTranslator:
         resolved = resolve_device(device)
         model = build_model(recipe, domains, initialise=False)
         load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
-        inferer = build_inferer(recipe, model, **inferer_overrides)
+        inferer = build_inferer(recipe, model)
         return cls(model.to(resolved).eval(), domains, inferer, direction=direction, device=resolved,
                    step=int(state.get("step", 0)), recipe=recipe)
 
@@ -193,17 +192,13 @@ class VolumeTranslator:
         source's non-zero voxels, as ``translate data pair`` defines them) and, with
         ``data.fill_outside_valid``, continues the source outside it.
         """
-        from ..data.subjects import fill_outside
+        from ..data.subjects import normalise_volume
 
-        spec = self.source.intensity
         data = self.recipe.data if self.recipe is not None else None
         if mask is None and data is not None and data.valid_key:
             mask = np.asarray(source) != 0
-        partial = mask is not None and not np.all(mask)
-        params = spec.fit(source, mask if partial else None)
-        if partial and data is not None and data.valid_key and data.fill_outside_valid:
-            source = fill_outside(source, np.asarray(mask, dtype=bool))
-        return spec.forward(source, params)
+        fill = data is not None and bool(data.valid_key) and data.fill_outside_valid
+        return normalise_volume(source, self.source.intensity, mask, fill=fill)
 
     def translate_array(self, source: np.ndarray, mask: Optional[np.ndarray] = None, on_progress=None) -> np.ndarray:
         """Native ``(Z, Y, X)`` source -> native ``(Z, Y, X)`` output (float32 HU, MR units or label ids)."""
@@ -214,9 +209,7 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
                  axis: Optional[int] = None, batch_size: Optional[int] = None, device: str = "auto",
                  progress: bool = True) -> Dict[str, Any]:
     """Translate a whole volume file and write it atomically on the input's grid (int16 HU for CT)."""
-    from ..data.io import array_to_image, image_to_array, read_volume, write_volume
-
-    from ..data.io import WRITE_EXTENSIONS
+    from ..data.io import WRITE_EXTENSIONS, array_to_image, image_to_array, read_volume, write_volume
 
     output = Path(output)
     if output.exists() and output.is_dir():
@@ -235,8 +228,8 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
     translator = VolumeTranslator.from_checkpoint(checkpoint, device=device, direction=direction)
     if overrides and not isinstance(translator.inferer, SliceInferer):
         raise TranslateError("--axis and --batch-size apply to slice-wise (2D) models; this checkpoint infers by sliding window")
-    for key, value in overrides.items():
-        setattr(translator.inferer, key, value)
+    if overrides:  # the CLI's --axis / --batch-size go through the same validated constructor
+        translator.inferer = build_inferer(translator.recipe, translator.model, **overrides)
     image = read_volume(source, what="input")
     array = image_to_array(image).astype(np.float32)
     total = translator.inferer.steps(array.shape)

@@ -270,25 +270,23 @@ class Trainer:
         logger = RunLogger(self.out_dir, total=self.steps, start=self.step, show_progress=self.show_progress)
         started, first_step = time.perf_counter(), self.step
         last_logs: Dict[str, float] = {}
-        stop = _StopOnSignal()
         try:
-            stop.__enter__()
-            while self.step < end:
-                batch = self._to_device(next(batches))
-                last_logs = self._checked_step(batch, first=self.step == first_step)
-                self.step += 1
-                lr = self.optimizers["generator"].param_groups[0]["lr"]
-                logger.step(self.step, last_logs, lr=lr, log=self.step % self.log_every == 0 or self.step == end)
-                if self.step % self.image_every == 0 or self.step == end:
-                    logger.preview(self.step, *self._last)
-                if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
-                    self._run_validation(logger)
-                if self.step % self.checkpoint_every == 0 or self.step == end or stop.signum is not None:
-                    self.save()
-                if stop.signum is not None and self.step < end:
-                    raise TrainingInterrupted(stop.signum, self.step, self.out_dir / "checkpoints" / "last.pt")
+            with _StopOnSignal() as stop:
+                while self.step < end:
+                    batch = self._to_device(next(batches))
+                    last_logs = self._checked_step(batch, first=self.step == first_step)
+                    self.step += 1
+                    lr = self.optimizers["generator"].param_groups[0]["lr"]
+                    logger.step(self.step, last_logs, lr=lr, log=self.step % self.log_every == 0 or self.step == end)
+                    if self.step % self.image_every == 0 or self.step == end:
+                        logger.preview(self.step, *self._last)
+                    if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
+                        self._run_validation(logger)
+                    if self.step % self.checkpoint_every == 0 or self.step == end or stop.signum is not None:
+                        self.save()
+                    if stop.signum is not None and self.step < end:
+                        raise TrainingInterrupted(stop.signum, self.step, self.out_dir / "checkpoints" / "last.pt")
         finally:
-            stop.__exit__()
             logger.close()
         seconds = time.perf_counter() - started
         return {"step": self.step, "seconds": seconds,

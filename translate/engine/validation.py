@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.domains import Domain
-from ..data.subjects import load_volumes, subjects_from_folder
+from ..data.subjects import held_out_block, load_volumes, subjects_from_folder
 from ..metrics.paired import psnr, ssim, synthrad_metrics
 from ..models import TranslationModel
 from ..recipe import Recipe
@@ -53,14 +53,6 @@ def score_volume(translator: VolumeTranslator, source: np.ndarray, target: np.nd
     reference = spec.forward(target, spec.fit(target, valid))[0]
     return {"psnr": psnr(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0)),
             "ssim": ssim(pred, reference, inside, data_range=2.0, clip=(-1.0, 1.0))}
-
-
-def held_out_block(length: int, fraction: float, context: int) -> tuple[int, int]:
-    """``(first validation slice, first slice training may not use)`` of a volume of ``length`` slices:
-    the last ``fraction`` of the slices (at least one) are validation, and the ``context`` slices
-    before them are dropped from training too, so no training input overlaps them."""
-    start = max(1, length - max(1, int(round(length * fraction))))
-    return start, max(0, start - context)
 
 
 class VolumeValidator:
@@ -103,13 +95,14 @@ class VolumeValidator:
 
 def build_validator(recipe: Recipe, domains: Mapping[str, Domain]) -> VolumeValidator | None:
     """A validator over ``data.val_split``, or None when ``trainer.val_every`` is 0."""
-    from ..data.subjects import read_split
+    from .build import held_out_fraction
 
     if not recipe.trainer.val_every:
         return None
     keys = [domains["a"].key, domains["b"].key] + ([recipe.data.valid_key] if recipe.data.valid_key else [])
-    if not read_split(recipe.data.root).get(recipe.data.val_split) and recipe.data.val_block:
+    val_block = held_out_fraction(recipe)
+    if val_block:
         subjects = subjects_from_folder(recipe.data.root, recipe.data.train_split, keys=keys)
-        return VolumeValidator(recipe, domains, subjects, val_block=recipe.data.val_block)
+        return VolumeValidator(recipe, domains, subjects, val_block=val_block)
     subjects = subjects_from_folder(recipe.data.root, recipe.data.val_split, keys=keys)
     return VolumeValidator(recipe, domains, subjects)
