@@ -81,21 +81,34 @@ def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct
 @app.command()
 @user_errors
 def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `translate fit`"),
-          source: Path = typer.Argument(..., help="input volume: NIfTI, NRRD, MHA or a DICOM series folder"),
-          output: Path = typer.Argument(..., help="output volume: .nii.gz, .nii, .nrrd or .mha"),
+          source: Path = typer.Argument(..., help="input volume: NIfTI, NRRD, MHA or a DICOM series folder; "
+                                                  "or a folder of them (every volume is translated)"),
+          output: Path = typer.Argument(..., help="output volume: .nii.gz, .nii, .nrrd or .mha, or a folder name "
+                                                  "for a DICOM series; with an input folder, the output folder"),
           direction: str = typer.Option("a2b", help="a2b or b2a (models that translate both ways)"),
           axis: Optional[int] = typer.Option(None, help="slicing axis in (z, y, x) order; default: the recipe's (2D models)"),
           batch_size: Optional[int] = typer.Option(None, min=1, help="slices per forward pass (2D models; default 16)"),
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
-          quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+          quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+          output_format: str = typer.Option("auto", "--format", help="auto (OUTPUT's extension; with an input folder, "
+                                            "each input's own format), nii.gz, nii, nrrd, mha or dicom")):
     """Translate a whole volume; the output lies on the input's grid, in the output domain's units (HU for CT)."""
+    from .data.io import is_dicom_folder
     from .engine.checks import check_device
     from .engine.inferer import infer_volume
 
     if device != "auto":
         check_device(device, "--device")
+    if source.is_dir() and not is_dicom_folder(source):  # a folder of volumes
+        from .engine.batch import infer_folder
+
+        summary = infer_folder(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
+                               device=device, progress=not quiet, output_format=output_format,
+                               report=lambda text: typer.echo(text, err=True))
+        typer.echo(f"infer: {len(summary['written'])} written, {len(summary['failed'])} failed -> {output}")
+        raise typer.Exit(1 if summary["failed"] else 0)
     result = infer_volume(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
-                          device=device, progress=not quiet)
+                          device=device, progress=not quiet, output_format=output_format)
     typer.echo(f"infer: {result['direction']} {'x'.join(map(str, result['shape']))} -> {result['output']}")
 
 
