@@ -195,6 +195,43 @@ def data_phantom(out_dir: Path = typer.Argument(..., help="folder to write subje
     typer.echo(f"phantom: {subjects} subjects -> {root}")
 
 
+@data_app.command("slabs")
+@user_errors
+def data_slabs(image: Path = typer.Argument(..., help="the image volume, e.g. a CT"),
+               labels: Path = typer.Argument(..., help="its label map on the same grid"),
+               out_dir: Path = typer.Argument(..., help="folder for the slab subjects, split.json and labels.json"),
+               group: Optional[List[str]] = typer.Option(
+                   None, "--group", help="NAME=IDS: a class made of these source ids, e.g. liver=5, vertebrae=26-50 "
+                                         "(repeatable, numbered 1, 2, ... in order; other ids become background); "
+                                         "default: every id kept"),
+               names: Optional[Path] = typer.Option(None, "--names", help="JSON id -> name (TotalSegmentator's "
+                                                                             "labels.json: its 'total' map)"),
+               axis: int = typer.Option(0, help="slab axis in (z, y, x) order"),
+               test: float = typer.Option(0.2, help="fraction of the slices in the test slab"),
+               val: float = typer.Option(0.15, help="fraction in the validation slab (0: none)"),
+               gap: int = typer.Option(1, help="slices left out on each side of a held-out slab"),
+               centre: float = typer.Option(0.5, help="where the test slab's centre lies along the axis (fraction)"),
+               image_key: str = typer.Option("ct", help="file name of the image in each subject folder"),
+               labels_key: str = typer.Option("labels", help="file name of the labels")):
+    """Cut one labelled volume into train / val / test slabs with gaps (a spatial split for segmentation)."""
+    from .data.slabs import parse_group, write_label_slabs
+    from .errors import TranslateError
+
+    groups = dict(parse_group(text) for text in group or [])
+    legend = None
+    if names is not None:
+        try:
+            table = json.loads(Path(names).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise TranslateError(f"--names {names}: cannot read JSON ({err})") from None
+        table = table.get("total", table) if isinstance(table, dict) else {}
+        legend = {int(k): str(v) for k, v in table.items() if str(k).isdigit()}
+    summary = write_label_slabs(image, labels, out_dir, groups=groups or None, names=legend, axis=axis, test=test,
+                                val=val, gap=gap, centre=centre, image_key=image_key, labels_key=labels_key)
+    slabs = ", ".join(f"{name} {lo}-{hi - 1}" for name, (lo, hi) in sorted(summary["slabs"].items(), key=lambda x: x[1][0]))
+    typer.echo(f"slabs: {slabs} -> {out_dir}; label values {summary['values']}")
+
+
 @data_app.command("pair")
 @user_errors
 def data_pair(target: Path = typer.Argument(..., help="target volume whose grid is kept, e.g. the CT"),
