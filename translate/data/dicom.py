@@ -186,7 +186,7 @@ def _save(ds, path: Path) -> None:
         ds.save_as(path, write_like_original=False)
 
 
-def _check_target(folder: Path) -> None:
+def check_dicom_target(folder: Path) -> None:
     """A target that exists must be an empty folder or a previous DICOM output (``IM*.dcm`` only)."""
     if not folder.exists():
         return
@@ -228,7 +228,7 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, *, kind: str = "ct
     from pydicom.uid import generate_uid
 
     folder = Path(folder)
-    _check_target(folder)
+    check_dicom_target(folder)
     if image.GetDimension() != 3:
         raise TranslateError(f"DICOM output {folder}: expected a 3D volume, got {image.GetDimension()}D")
     ref = reference_dataset(reference) if reference is not None else None

@@ -311,9 +311,9 @@ def check_output(source: str | Path, output: str | Path, output_format: str = "a
     if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
         raise TranslateError(f"output {output} is the input volume; choose another file name")
     if dicom:
-        from ..data.dicom import _check_target
+        from ..data.dicom import check_dicom_target
 
-        _check_target(output)
+        check_dicom_target(output)
         return True
     if output.exists() and output.is_dir():
         raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
