@@ -81,21 +81,34 @@ def fit(recipe: Path = typer.Argument(..., help="YAML recipe, e.g. recipes/mr2ct
 @app.command()
 @user_errors
 def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `translate fit`"),
-          source: Path = typer.Argument(..., help="input volume: NIfTI, NRRD, MHA or a DICOM series folder"),
-          output: Path = typer.Argument(..., help="output volume: .nii.gz, .nii, .nrrd or .mha"),
+          source: Path = typer.Argument(..., help="input volume: NIfTI, NRRD, MHA or a DICOM series folder; "
+                                                  "or a folder of them (every volume is translated)"),
+          output: Path = typer.Argument(..., help="output volume: .nii.gz, .nii, .nrrd or .mha, or a folder name "
+                                                  "for a DICOM series; with an input folder, the output folder"),
           direction: str = typer.Option("a2b", help="a2b or b2a (models that translate both ways)"),
           axis: Optional[int] = typer.Option(None, help="slicing axis in (z, y, x) order; default: the recipe's (2D models)"),
           batch_size: Optional[int] = typer.Option(None, min=1, help="slices per forward pass (2D models; default 16)"),
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
-          quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+          quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+          output_format: str = typer.Option("auto", "--format", help="auto (OUTPUT's extension; with an input folder, "
+                                            "each input's own format), nii.gz, nii, nrrd, mha or dicom")):
     """Translate a whole volume; the output lies on the input's grid, in the output domain's units (HU for CT)."""
+    from .data.io import is_dicom_folder
     from .engine.checks import check_device
     from .engine.inferer import infer_volume
 
     if device != "auto":
         check_device(device, "--device")
+    if source.is_dir() and not is_dicom_folder(source):  # a folder of volumes
+        from .engine.batch import infer_folder
+
+        summary = infer_folder(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
+                               device=device, progress=not quiet, output_format=output_format,
+                               report=lambda text: typer.echo(text, err=True))
+        typer.echo(f"infer: {len(summary['written'])} written, {len(summary['failed'])} failed -> {output}")
+        raise typer.Exit(1 if summary["failed"] else 0)
     result = infer_volume(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
-                          device=device, progress=not quiet)
+                          device=device, progress=not quiet, output_format=output_format)
     typer.echo(f"infer: {result['direction']} {'x'.join(map(str, result['shape']))} -> {result['output']}")
 
 
@@ -180,6 +193,43 @@ def data_phantom(out_dir: Path = typer.Argument(..., help="folder to write subje
 
     root = write_phantom(out_dir, subjects=subjects, seed=seed)
     typer.echo(f"phantom: {subjects} subjects -> {root}")
+
+
+@data_app.command("slabs")
+@user_errors
+def data_slabs(image: Path = typer.Argument(..., help="the image volume, e.g. a CT"),
+               labels: Path = typer.Argument(..., help="its label map on the same grid"),
+               out_dir: Path = typer.Argument(..., help="folder for the slab subjects, split.json and labels.json"),
+               group: Optional[List[str]] = typer.Option(
+                   None, "--group", help="NAME=IDS: a class made of these source ids, e.g. liver=5, vertebrae=26-50 "
+                                         "(repeatable, numbered 1, 2, ... in order; other ids become background); "
+                                         "default: every id kept"),
+               names: Optional[Path] = typer.Option(None, "--names", help="JSON id -> name (TotalSegmentator's "
+                                                                             "labels.json: its 'total' map)"),
+               axis: int = typer.Option(0, help="slab axis in (z, y, x) order"),
+               test: float = typer.Option(0.2, help="fraction of the slices in the test slab"),
+               val: float = typer.Option(0.15, help="fraction in the validation slab (0: none)"),
+               gap: int = typer.Option(1, help="slices left out on each side of a held-out slab"),
+               centre: float = typer.Option(0.5, help="where the test slab's centre lies along the axis (fraction)"),
+               image_key: str = typer.Option("ct", help="file name of the image in each subject folder"),
+               labels_key: str = typer.Option("labels", help="file name of the labels")):
+    """Cut one labelled volume into train / val / test slabs with gaps (a spatial split for segmentation)."""
+    from .data.slabs import parse_group, write_label_slabs
+    from .errors import TranslateError
+
+    groups = dict(parse_group(text) for text in group or [])
+    legend = None
+    if names is not None:
+        try:
+            table = json.loads(Path(names).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise TranslateError(f"--names {names}: cannot read JSON ({err})") from None
+        table = table.get("total", table) if isinstance(table, dict) else {}
+        legend = {int(k): str(v) for k, v in table.items() if str(k).isdigit()}
+    summary = write_label_slabs(image, labels, out_dir, groups=groups or None, names=legend, axis=axis, test=test,
+                                val=val, gap=gap, centre=centre, image_key=image_key, labels_key=labels_key)
+    slabs = ", ".join(f"{name} {lo}-{hi - 1}" for name, (lo, hi) in sorted(summary["slabs"].items(), key=lambda x: x[1][0]))
+    typer.echo(f"slabs: {slabs} -> {out_dir}; label values {summary['values']}")
 
 
 @data_app.command("pair")

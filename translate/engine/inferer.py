@@ -68,7 +68,11 @@ class SliceInferer:
         return x, (h, w)
 
     def __call__(self, forward: Forward, volume: np.ndarray, device: torch.device,
-                 on_progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+                 on_progress: Optional[Callable[[int], None]] = None,
+                 finish: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+        """``(C_in, Z, Y, X)`` -> ``(C_out, Z, Y, X)``; with ``finish`` (network space ``(C_out, *S)`` ->
+        native ``(*S)``, applied per batch) -> native ``(Z, Y, X)``, so a many-channel output (label
+        probabilities) is never held for the whole volume."""
         moved = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, self.axis + 1, 1), dtype=np.float32))
         channels, n = moved.shape[:2]
         offsets = torch.arange(-self.context, self.context + 1)
@@ -79,11 +83,22 @@ class SliceInferer:
             batch = moved[:, neighbours].permute(1, 0, 2, 3, 4).reshape(len(index), -1, *moved.shape[2:])
             batch, (h, w) = self._pad(batch.to(device))
             result = self._forward(forward, batch)[..., :h, :w].float().cpu().numpy()
+            del batch
+            if finish is not None:
+                result = finish(result.transpose(1, 0, 2, 3))
+                if out is None:
+                    out = np.empty((n, h, w), dtype=result.dtype)
+                out[start:start + len(index)] = result
+                if on_progress is not None:
+                    on_progress(len(index))
+                continue
             if out is None:
                 out = np.empty((result.shape[1], n, h, w), dtype=np.float32)
             out[:, start:start + len(index)] = result.transpose(1, 0, 2, 3)
             if on_progress is not None:
                 on_progress(len(index))
+        if finish is not None:
+            return np.moveaxis(out, 0, self.axis)
         return np.moveaxis(out, 1, self.axis + 1)
 
     def steps(self, shape: Sequence[int]) -> int:
@@ -204,20 +219,42 @@ class VolumeTranslator:
         """Native ``(Z, Y, X)`` source -> native ``(Z, Y, X)`` output (float32 HU, MR units or label ids)."""
         return self.target.intensity.inverse(self.translate_network(self.prepare(source, mask), on_progress))
 
+    def to_output(self, x: np.ndarray) -> np.ndarray:
+        """Network space ``(C, *S)`` -> native ``(*S)`` in the output domain's dtype (int16 HU, label ids),
+        integers rounded and clipped to the dtype's range."""
+        result = self.target.intensity.inverse(x)
+        dtype = np.dtype(self.target.intensity.output_dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            result = np.clip(np.rint(result), info.min, info.max)
+        return result.astype(dtype, copy=False)
 
-def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path, *, direction: str = "a2b",
-                 axis: Optional[int] = None, batch_size: Optional[int] = None, device: str = "auto",
-                 progress: bool = True) -> Dict[str, Any]:
-    """Translate a whole volume file and write it atomically on the input's grid (int16 HU for CT)."""
-    from ..data.io import WRITE_EXTENSIONS, array_to_image, image_to_array, read_volume, write_volume
+    @torch.no_grad()
+    def translate_prepared(self, x: np.ndarray, on_progress=None) -> np.ndarray:
+        """Network-space input ``(C, Z, Y, X)`` -> native output ``(Z, Y, X)`` in the output dtype.
 
-    output = Path(output)
-    if output.exists() and output.is_dir():
-        raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
-    if not any(output.name.lower().endswith(ext) for ext in WRITE_EXTENSIONS):
-        raise TranslateError(f"output {output}: unknown extension; expected one of {', '.join(WRITE_EXTENSIONS)}")
-    if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
-        raise TranslateError(f"output {output} is the input volume; choose another file name")
+        A slice inferer maps each batch back to native values as it goes, so only the (one-channel)
+        native output is held for the whole volume, never the network-space output."""
+        if not isinstance(self.inferer, SliceInferer):
+            return self.to_output(self.translate_network(x, on_progress))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.inferer(lambda t: self.model.translate(t, self.direction), x, self.device, on_progress,
+                                finish=self.to_output)
+        finally:
+            self.model.train(was_training)
+
+    def describe(self, checkpoint: str | Path | None = None) -> str:
+        """What made an output, for DICOM's SeriesDescription: model, direction, checkpoint and step."""
+        name = self.recipe.model.name if self.recipe is not None else type(self.model).__name__
+        where = f" {Path(checkpoint).name}" if checkpoint is not None else ""
+        return f"translate {name} {self.direction}{where} step {self.step}"
+
+
+def load_translator(checkpoint: str | Path, *, direction: str = "a2b", axis: Optional[int] = None,
+                    batch_size: Optional[int] = None, device: str = "auto") -> VolumeTranslator:
+    """A checkpoint's :class:`VolumeTranslator`, with the CLI's ``--axis`` / ``--batch-size`` applied."""
     if axis is not None and axis not in (0, 1, 2):
         raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
     overrides = {}
@@ -230,21 +267,100 @@ def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path,
         raise TranslateError("--axis and --batch-size apply to slice-wise (2D) models; this checkpoint infers by sliding window")
     if overrides:  # the CLI's --axis / --batch-size go through the same validated constructor
         translator.inferer = build_inferer(translator.recipe, translator.model, **overrides)
+    return translator
+
+
+def translate_image(translator: VolumeTranslator, image, on_progress=None):
+    """A ``SimpleITK.Image`` in -> the translated image on exactly its grid, in the output dtype.
+
+    Holds one float32 copy of the input, its network-space version and the native output; the
+    float32 copy is released before the network runs."""
+    from ..data.io import array_to_image
+    import SimpleITK as sitk
+
+    source = sitk.GetArrayViewFromImage(image).astype(np.float32)
+    network = translator.prepare(source)
+    del source
+    result = translator.translate_prepared(network, on_progress)
+    del network
+    return array_to_image(result, image)
+
+
+#: ``--format`` values: the input's own format (batch) or OUTPUT's extension, a file format, or a DICOM series
+OUTPUT_FORMATS = ("auto", "nii.gz", "nii", "nrrd", "mha", "dicom")
+
+
+def output_is_dicom(output: str | Path, output_format: str = "auto") -> bool:
+    """A DICOM series is written for ``--format dicom``, an existing folder, or a name without extension."""
+    if output_format not in OUTPUT_FORMATS:
+        raise TranslateError(f"--format {output_format!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
+    output = Path(output)
+    if output_format == "dicom":
+        return True
+    if output_format != "auto":
+        return False
+    return output.is_dir() or (not output.suffix and not output.exists())
+
+
+def check_output(source: str | Path, output: str | Path, output_format: str = "auto") -> bool:
+    """Refuse an output that cannot be written before any work; returns whether it is a DICOM series."""
+    from ..data.io import WRITE_EXTENSIONS
+
+    output = Path(output)
+    dicom = output_is_dicom(output, output_format)
+    if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
+        raise TranslateError(f"output {output} is the input volume; choose another file name")
+    if dicom:
+        from ..data.dicom import check_dicom_target
+
+        check_dicom_target(output)
+        return True
+    if output.exists() and output.is_dir():
+        raise TranslateError(f"output {output} is a folder; expected a file name ending in .nii.gz, .nrrd or .mha")
+    if not any(output.name.lower().endswith(ext) for ext in WRITE_EXTENSIONS):
+        raise TranslateError(f"output {output}: unknown extension; expected one of {', '.join(WRITE_EXTENSIONS)} "
+                             f"or a folder name for a DICOM series")
+    if output_format != "auto" and not output.name.lower().endswith("." + output_format):
+        raise TranslateError(f"output {output}: --format {output_format} but the name does not end in .{output_format}")
+    return False
+
+
+def write_translated(translator: VolumeTranslator, result, output: str | Path, *, dicom: bool,
+                     source: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """Write a translated image as a file, or as a DICOM series carrying over a DICOM input's tags."""
+    from ..data.io import is_dicom_folder, write_volume
+
+    if not dicom:
+        return write_volume(result, output)
+    from ..data.dicom import write_dicom_series
+
+    reference = source if is_dicom_folder(source) else None
+    return write_dicom_series(result, output, kind=translator.target.intensity.kind,
+                              description=translator.describe(checkpoint), reference=reference)
+
+
+def infer_volume(checkpoint: str | Path, source: str | Path, output: str | Path, *, direction: str = "a2b",
+                 axis: Optional[int] = None, batch_size: Optional[int] = None, device: str = "auto",
+                 progress: bool = True, output_format: str = "auto") -> Dict[str, Any]:
+    """Translate a whole volume and write it atomically on the input's grid (int16 HU for CT): a file
+    (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``) or a DICOM series folder (:func:`output_is_dicom`)."""
+    from ..data.io import read_volume
+
+    output = Path(output)
+    dicom = check_output(source, output, output_format)
+    translator = load_translator(checkpoint, direction=direction, axis=axis, batch_size=batch_size, device=device)
     image = read_volume(source, what="input")
-    array = image_to_array(image).astype(np.float32)
-    total = translator.inferer.steps(array.shape)
+    shape = list(image.GetSize())[::-1]
+    total = translator.inferer.steps(shape)
     if progress:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task("infer", total=total)
-            result = translator.translate_array(array, on_progress=lambda k: bar.advance(task, k))
+            result = translate_image(translator, image, on_progress=lambda k: bar.advance(task, k))
     else:
-        result = translator.translate_array(array)
-    dtype = translator.target.intensity.output_dtype
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        result = np.clip(np.rint(result), info.min, info.max)
-    written = write_volume(array_to_image(result.astype(dtype), image), output)
-    return {"output": str(written), "slices": int(array.shape[getattr(translator.inferer, "axis", 0)]),
-            "shape": list(array.shape), "checkpoint_step": translator.step, "direction": direction}
+        result = translate_image(translator, image)
+    written = write_translated(translator, result, output, dicom=dicom, source=source, checkpoint=checkpoint)
+    return {"output": str(written), "slices": int(shape[getattr(translator.inferer, "axis", 0)]),
+            "shape": shape, "checkpoint_step": translator.step, "direction": direction,
+            "format": "dicom" if dicom else "file"}

@@ -17,10 +17,12 @@ from .perceptual import Perceptual, Style
 from .shape import Shape
 from .feature_matching import FeatureMatching
 from .kl import KL
+from .segmentation import DiceCE, SegANL1
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
     "build_objective", "build_weight", "Adversarial", "Pixel", "Cycle", "Identity", "SelfRegularization",
     "Gradient", "EdgeWeighted", "Structure", "KSpace", "cartesian_mask", "Perceptual", "Style", "Shape",
     "FeatureMatching", "KL",
+    "DiceCE", "SegANL1",
 ]
