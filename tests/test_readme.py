@@ -24,7 +24,7 @@ def test_compose_your_own_objective_example_runs(tmp_path):
     (example,) = [block for block in _blocks("python") if "objective" in block]
     script = tmp_path / "example.py"
     script.write_text(example)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "total" in result.stdout and "cycle_a" in result.stdout
 
