@@ -3,5 +3,6 @@
 from .base import MODELS, TranslationModel
 from . import pix2pix  # noqa: F401  (registers "pix2pix")
 from . import cyclegan  # noqa: F401  (registers "cyclegan")
+from . import unit  # noqa: F401  (registers "unit")
 
 __all__ = ["MODELS", "TranslationModel"]
