@@ -48,6 +48,16 @@ def tiny_phantom(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_unpaired(tmp_path_factory) -> Path:
+    """Four subjects with a T2 image; split.json also has train_a / train_b (one subject each)."""
+    from translate.data.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom_unpaired")
+    write_phantom(root, subjects=4, seed=0, shape=(8, 32, 32), spacing=(4.0, 9.0, 9.0), unpaired=True)
+    return root
+
+
 @pytest.fixture()
 def tiny_recipe(tiny_phantom, tmp_path) -> dict:
     tree = copy.deepcopy(TINY_RECIPE)

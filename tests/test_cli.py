@@ -271,6 +271,8 @@ def test_every_shipped_recipe_trains_and_infers(recipe, request, tmp_path):
     """Each recipe as shipped, for one step on the tiny phantom (real paired patients for the recipes
     that read a valid mask), then a whole-volume inference."""
     tiny_phantom = request.getfixturevalue("tiny_real" if "valid_key: valid" in recipe.read_text() else "tiny_phantom")
+    if "train_a" in recipe.read_text():  # unpaired recipes read the disjoint train_a / train_b halves
+        tiny_phantom = request.getfixturevalue("tiny_unpaired")
     out = tmp_path / "run"
     result = run("fit", recipe, f"data.root={tiny_phantom}", f"trainer.out_dir={out}", "trainer.steps=1",
                  "trainer.val_every=1", "data.batch_size=2", "--quiet")

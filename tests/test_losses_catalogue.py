@@ -41,7 +41,7 @@ def test_meaning_is_the_classes_own_docstring():
 
 def test_parameters_and_defaults():
     rows = {row["name"]: row for row in catalogue()}
-    assert rows["kl"]["parameters"] == {"mu": "mu", "logvar": "logvar"}
+    assert rows["kl"]["parameters"] == {"mu": "mu", "logvar": "logvar", "reduction": "sum"}
     assert rows["shape"]["parameters"]["num_classes"] == REQUIRED
     assert rows["shape"]["requirement"] == "pixel-wise labels of the source image"
     assert rows["perceptual"]["parameters"]["weights"] == "imagenet"

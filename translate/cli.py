@@ -187,12 +187,15 @@ def losses(markdown: bool = typer.Option(False, "--markdown", help="print the RE
 @user_errors
 def data_phantom(out_dir: Path = typer.Argument(..., help="folder to write subjects, split.json and labels.json"),
                  subjects: int = typer.Option(12, min=1, help="number of subjects"),
-                 seed: int = typer.Option(0, help="same seed -> identical bytes")):
+                 seed: int = typer.Option(0, help="same seed -> identical bytes"),
+                 t2: bool = typer.Option(False, "--t2", help="also write t2.nii.gz, a T2-weighted MR of the same anatomy"),
+                 unpaired: bool = typer.Option(False, "--unpaired", help="also t2, and split.json gains train_a / train_b: "
+                                                                         "disjoint training subjects for domains A and B")):
     """Write the built-in paired MR/CT/label phantom."""
     from .data.phantom import write_phantom
 
-    root = write_phantom(out_dir, subjects=subjects, seed=seed)
-    typer.echo(f"phantom: {subjects} subjects -> {root}")
+    root = write_phantom(out_dir, subjects=subjects, seed=seed, t2=t2, unpaired=unpaired)
+    typer.echo(f"phantom: {subjects} subjects -> {root}" + (" (unpaired halves train_a / train_b)" if unpaired else ""))
 
 
 @data_app.command("slabs")

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import TranslateError
 
-MASK_KEYS = ("body_mask", "valid_mask", "labels")
+MASK_KEYS = ("body_mask", "valid_mask", "labels", "body_mask_a", "body_mask_b", "labels_a", "labels_b")
 
 
 def draw_rng(seed: int, draw: int, stream: int = 0) -> np.random.Generator:

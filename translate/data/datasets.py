@@ -6,6 +6,7 @@ name                   D   what it serves
 ``paired_slices``      2   registered pairs, slice by slice; 2.5D with ``context_slices``
 ``unpaired_slices``    2   domain A and domain B slices drawn independently (separate subject lists)
 ``paired_patches``     3   random 3D patches of registered pairs (torchio uniform / label sampler)
+``unpaired_patches``   3   domain A and domain B 3D patches drawn independently (separate subject lists)
 =====================  ==  =======================================================================
 
 A dataset class takes ``root``, ``split``, ``domains``, ``size_multiple``, ``seed`` and its own
@@ -22,6 +23,7 @@ DATASETS = Registry("dataset")
 
 from .subjects import IMAGE_SUFFIXES, subjects_from_folder  # noqa: E402
 from . import slices, patches  # noqa: E402,F401  (register the datasets)
+from . import unpaired  # noqa: E402,F401  (registers unpaired_patches)
 from .slices import PairedSlices, UnpairedSlices, context_stack  # noqa: E402
 from .patches import PairedPatches  # noqa: E402
 

@@ -28,6 +28,8 @@ from ..errors import TranslateError
 from .phantom_anatomy import Canvas, draw_torso
 
 TR_MS, TE_MS = 500.0, 15.0
+#: a T2-weighted spin echo (long TR, long TE): fluid bright, cortical bone and air dark, fat intermediate
+T2_TR_MS, T2_TE_MS = 4000.0, 100.0
 
 
 class Tissue(NamedTuple):
@@ -74,7 +76,7 @@ def _check_grid(shape, spacing) -> tuple[tuple[int, int, int], tuple[float, floa
     return tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
 
 
-def make_subject(seed: int, shape=(32, 96, 96), spacing=(4.0, 3.0, 3.0)) -> dict:
+def make_subject(seed: int, shape=(32, 96, 96), spacing=(4.0, 3.0, 3.0), t2: bool = False) -> dict:
     """Draw one phantom subject; the same seed gives the same arrays.
 
     Args:
@@ -82,9 +84,12 @@ def make_subject(seed: int, shape=(32, 96, 96), spacing=(4.0, 3.0, 3.0)) -> dict
         shape: grid size ``(z, y, x)`` in voxels.
         spacing: voxel size ``(z, y, x)`` in mm. In-plane anatomy is in mm (the default field of
             view is 288 mm); along z the anatomy is stretched to the grid (hips to lower thorax).
+        t2: also render a T2-weighted MR (``"t2"``) of the same anatomy and tissue parameters
+            (:func:`t2_weighted`); it draws from its own random stream, so the other arrays are
+            the same with or without it.
 
     Returns:
-        ``{"mr": float32, "ct": int16 HU, "labels": uint8}``, each ``(z, y, x)``, plus
+        ``{"mr": float32, "ct": int16 HU, "labels": uint8}`` (and ``"t2": float32``), each ``(z, y, x)``, plus
         ``"spacing"``, ``"origin"`` (mm) and ``"direction"`` in SimpleITK's ``(x, y, z)`` order.
     """
     (nz, ny, nx), (sz, sy, sx) = _check_grid(shape, spacing)
@@ -110,7 +115,7 @@ def make_subject(seed: int, shape=(32, 96, 96), spacing=(4.0, 3.0, 3.0)) -> dict
     noise = rng.normal(0.0, sigma_mr, (2, nz, ny, nx)).astype(np.float32)
     mr = np.sqrt((clean_mr + noise[0]) ** 2 + noise[1] ** 2)
 
-    return {
+    subject = {
         "mr": mr.astype(np.float32),
         "ct": np.clip(np.rint(ct), -1024, 3071).astype(np.int16),
         "labels": _majority_label(fine),
@@ -118,6 +123,26 @@ def make_subject(seed: int, shape=(32, 96, 96), spacing=(4.0, 3.0, 3.0)) -> dict
         "origin": (-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, -(nz - 1) / 2 * sz),
         "direction": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
     }
+    if t2:
+        subject["t2"] = t2_weighted(seed, fine, jitter)
+    return subject
+
+
+def t2_weighted(seed: int, fine: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """The T2-weighted image of a subject: the same tissue T1/T2/PD (with the subject's ``jitter``)
+    in a long-TR, long-TE spin echo, with its own gain, bias field and Rician noise drawn from a
+    separate stream ``(seed, 0x72)`` so the T1 image, CT and labels are unchanged."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x72]))
+    nz, ny, nx = fine.shape[0], fine.shape[1] // 2, fine.shape[2] // 2
+    signal = spin_echo_signal([tis.t1_ms for tis in TISSUES] * jitter[0],
+                              [tis.t2_ms for tis in TISSUES] * jitter[1],
+                              np.clip([tis.pd for tis in TISSUES] * jitter[2], 0, 1),
+                              tr_ms=T2_TR_MS, te_ms=T2_TE_MS).astype(np.float32)
+    gain = rng.uniform(400, 1600)
+    clean = gain * _block_mean(signal[fine]) * _bias_field(rng, (nz, ny, nx))
+    sigma = gain * signal[2] * rng.uniform(0.015, 0.03)  # relative to soft tissue, as the T1 image's to fat
+    noise = rng.normal(0.0, sigma, (2, nz, ny, nx)).astype(np.float32)
+    return np.sqrt((clean + noise[0]) ** 2 + noise[1] ** 2).astype(np.float32)
 
 
 def _pose_and_deform(rng, x, y, t):
@@ -165,7 +190,8 @@ def _bias_field(rng, shape) -> np.ndarray:
 
 
 def write_phantom(out_dir, subjects: int = 12, seed: int = 0, shape=(32, 96, 96),
-                  spacing=(4.0, 3.0, 3.0), split=(0.7, 0.15, 0.15)) -> Path:
+                  spacing=(4.0, 3.0, 3.0), split=(0.7, 0.15, 0.15), t2: bool = False,
+                  unpaired: bool = False) -> Path:
     """Write a phantom data set; the same arguments give byte-identical files.
 
     Layout: ``out_dir/<subject_id>/{mr,ct,labels}.nii.gz`` on one grid,
@@ -179,6 +205,12 @@ def write_phantom(out_dir, subjects: int = 12, seed: int = 0, shape=(32, 96, 96)
         seed: phantom seed; also fixes the split.
         shape, spacing: ``(z, y, x)`` grid, see :func:`make_subject`.
         split: train/val/test fractions; with 3+ subjects val and test get at least one each.
+        t2: also write ``t2.nii.gz``, a T2-weighted MR of the same anatomy (:func:`t2_weighted`).
+        unpaired: also write ``t2.nii.gz`` and add ``train_a`` / ``train_b`` to split.json: the
+            training subjects cut into two disjoint halves (:func:`unpaired_halves`), one per
+            domain, so an unpaired recipe never sees a pair. ``train`` (their union), ``val`` and
+            ``test`` are as without the flag; val and test subjects keep every modality, so
+            results can be scored. Every file the paired phantom writes is byte-identical.
 
     Returns:
         ``out_dir`` as a Path.
@@ -188,22 +220,39 @@ def write_phantom(out_dir, subjects: int = 12, seed: int = 0, shape=(32, 96, 96)
     if len(split) != 3 or any(f < 0 for f in split) or not abs(sum(split) - 1.0) < 1e-6:
         raise TranslateError(f"phantom split {tuple(split)}: expected 3 fractions (train, val, test) summing to 1")
     _check_grid(shape, spacing)
+    ids = [f"phantom_{i:03d}" for i in range(int(subjects))]
+    splits = _split_ids(ids, split, seed)
+    if unpaired:
+        t2 = True
+        splits.update(unpaired_halves(splits["train"], seed))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = [f"phantom_{i:03d}" for i in range(int(subjects))]
+    keys = ("mr", "ct", "labels") + (("t2",) if t2 else ())
     for index, subject_id in enumerate(ids):
-        subject = make_subject(subject_seed(seed, index), shape=shape, spacing=spacing)
+        subject = make_subject(subject_seed(seed, index), shape=shape, spacing=spacing, t2=t2)
         (out_dir / subject_id).mkdir(exist_ok=True)
-        for key in ("mr", "ct", "labels"):
+        for key in keys:
             image = sitk.GetImageFromArray(subject[key])
             image.SetSpacing(subject["spacing"])
             image.SetOrigin(subject["origin"])
             image.SetDirection(subject["direction"])
             _write_image(image, out_dir / subject_id / f"{key}.nii.gz")
 
-    _write_text(out_dir / "split.json", json.dumps(_split_ids(ids, split, seed), indent=2) + "\n")
+    _write_text(out_dir / "split.json", json.dumps(splits, indent=2) + "\n")
     _write_text(out_dir / "labels.json", json.dumps({str(t.label): t.name for t in TISSUES}, indent=2) + "\n")
     return out_dir
+
+
+def unpaired_halves(train: list[str], seed: int) -> dict[str, list[str]]:
+    """``{"train_a": [...], "train_b": [...]}``: ``train`` shuffled by ``seed`` and cut into two disjoint
+    halves (A gets the odd one), for domain A's and domain B's images of an unpaired recipe."""
+    if len(train) < 2:
+        raise TranslateError(f"phantom --unpaired: {len(train)} training subject(s); disjoint A and B halves "
+                             f"need at least 2 (use --subjects 4 or more)")
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0xAB])).permutation(len(train))
+    shuffled = [sorted(train)[i] for i in order]
+    half = (len(train) + 1) // 2
+    return {"train_a": sorted(shuffled[:half]), "train_b": sorted(shuffled[half:])}
 
 
 def _split_ids(ids: list[str], split, seed: int) -> dict[str, list[str]]:

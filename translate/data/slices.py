@@ -34,15 +34,17 @@ class _SliceVolumes:
     """Normalised volumes of a list of subjects, moved so the slicing axis is first, padded to one size."""
 
     def __init__(self, subjects, domains: Mapping[str, Domain], *, axis: int, valid_key: Optional[str],
-                 same_grid: bool = True, fill: Sequence[str] = (), body_only: bool = False):
+                 same_grid: bool = True, fill: Sequence[str] = (), body_only: bool = False,
+                 extra: Sequence[str] = ()):
         self.items = []
+        self.extra = tuple(extra)  # integer volumes served as they are (e.g. labels), padded with 0
         for subject in subjects:
-            arrays = load_volumes(subject, domains, valid_key=valid_key, same_grid=same_grid)
+            arrays = load_volumes(subject, domains, valid_key=valid_key, same_grid=same_grid, extra=self.extra)
             normalised = normalise(arrays, domains, fill=fill)
             if body_only:
                 arrays["valid_mask"] = arrays["valid_mask"] & arrays["body_mask"]
             volume = {name: np.moveaxis(normalised[name], axis + 1, 1) for name in domains}
-            for mask in ("body_mask", "valid_mask"):
+            for mask in ("body_mask", "valid_mask") + self.extra:
                 volume[mask] = np.moveaxis(arrays[mask], axis, 0)[None].astype(np.float32)
             volume["id"] = str(subject["id"])
             self.items.append(volume)
@@ -51,7 +53,7 @@ class _SliceVolumes:
         for volume in self.items:
             for name, domain in domains.items():
                 volume[name] = pad_to(volume[name], shape, domain.intensity.pad_values(volume[name]))
-            for mask in ("body_mask", "valid_mask"):
+            for mask in ("body_mask", "valid_mask") + self.extra:
                 volume[mask] = pad_to(volume[mask], shape, [0.0])
 
 
@@ -172,6 +174,8 @@ class UnpairedSlices(Dataset):
 
     Args:
         split_b: ``split.json`` key of domain B's subjects (default: ``split``).
+        labels_key: file key of a label map of every subject (e.g. ``labels``), served as
+            ``labels_a`` / ``labels_b`` beside each side's image (shape consistency).
         Others as :class:`PairedSlices`.
     """
 
@@ -180,17 +184,20 @@ class UnpairedSlices(Dataset):
     def __init__(self, *, root: Path, split: str, domains: Mapping[str, Domain], split_b: Optional[str] = None,
                  context_slices: int = 0, axis: int = 0, flips: Sequence[int] | bool = True,
                  transforms: Sequence[Mapping[str, Any]] = (), augment: bool = True, pad: bool = True,
-                 valid_key: Optional[str] = None, size_multiple: int = 1, seed: int = 0):
+                 valid_key: Optional[str] = None, labels_key: Optional[str] = None, size_multiple: int = 1,
+                 seed: int = 0):
         if int(context_slices) != context_slices or not 0 <= context_slices <= 8:
             raise TranslateError(f"data.dataset.context_slices: expected an integer in [0, 8], got {context_slices!r}")
         self.context, self.seed = int(context_slices), seed
+        self.labels_key = labels_key
         self.flip_axes = parse_flip_axes(flips, 2, "data.dataset.flips") if augment else []
         self.transform = build_transforms(transforms) if augment else None
         self.sides = {}
         for name, which in (("a", split), ("b", split_b or split)):
             domain = {name: domains[name]}
-            subjects = subjects_from_folder(root, which, keys=[domains[name].key])
-            self.sides[name] = _SliceVolumes(subjects, domain, axis=axis, valid_key=None, same_grid=False)
+            subjects = subjects_from_folder(root, which, keys=[domains[name].key] + ([labels_key] if labels_key else []))
+            self.sides[name] = _SliceVolumes(subjects, domain, axis=axis, valid_key=None, same_grid=False,
+                                             extra=[labels_key] if labels_key else [])
         shapes = [v["body_mask"].shape[2:] for side in self.sides.values() for v in side.items]
         self.plane = _plane_size(shapes, size_multiple, pad, "data.dataset")
         self.index = {}
@@ -216,10 +223,12 @@ class UnpairedSlices(Dataset):
             volume = self.sides[name].items[subject]
             arrays[f"real_{name}"] = context_stack(volume[name], s, self.context)
             arrays[f"body_mask_{name}"] = volume["body_mask"][:, s]
+            if self.labels_key:
+                arrays[f"labels_{name}"] = volume[self.labels_key][:, s]
             out[f"subject_{name}"], out[f"slice_{name}"] = volume["id"], s
         # A and B come from different subjects: each gets its own flips
         for name in ("a", "b"):
-            keys = (f"real_{name}", f"body_mask_{name}")
+            keys = (f"real_{name}", f"body_mask_{name}") + ((f"labels_{name}",) if self.labels_key else ())
             part = augment({k: arrays[k] for k in keys}, seed=self.seed + (name == "b"), draw=draw,
                            flip_axes=self.flip_axes, transform=self.transform if name == "a" else None,
                            spatial_dims=2)

@@ -8,7 +8,7 @@ from torch import Tensor
 from .base import LOSSES, Tensors, Term
 
 
-def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+def kl_divergence(mu: Tensor, logvar: Tensor, reduction: str = "sum") -> Tensor:
     r"""Closed-form :math:`\mathrm{KL}(\mathcal{N}(\mu, \sigma^2) \,\|\, \mathcal{N}(0, I))`
     (Kingma & Welling 2014, "Auto-encoding variational Bayes", appendix B).
 
@@ -18,7 +18,9 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
 
     Reduction: *sum* over every latent dimension :math:`j` (channels and, for a spatial latent,
     every voxel) and *mean* over the batch, i.e. the KL per sample in nats. It therefore grows
-    with the latent size; scale the term's weight accordingly.
+    with the latent size; scale the term's weight accordingly. ``reduction="mean"`` averages over
+    the latent dimensions instead (a KL per latent element, independent of the patch size; UNIT's
+    code uses this with unit variance: :math:`\tfrac12 \overline{\mu^2}`).
 
     Args:
         mu: posterior means.
@@ -37,8 +39,11 @@ def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     if mu.shape != logvar.shape or mu.dim() < 2:
         raise ValueError(f"kl_divergence: mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} "
                          f"must have the same shape (B, ...) with latent dimensions")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"kl reduction: expected 'sum' or 'mean', got {reduction!r}")
     # the sign folded in, so that a perfect match prints 0.0 rather than -0.0
-    per_sample = (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+    per_element = (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1)
+    per_sample = per_element.sum(1) if reduction == "sum" else per_element.mean(1)
     return 0.5 * per_sample.mean()
 
 
@@ -58,15 +63,17 @@ class KL(Term):
     formula = "-0.5 * mean_batch sum_latent (1 + logvar - mu^2 - exp(logvar))"
     reference = "Kingma & Welling 2014 ICLR (VAE); Liu et al. 2017 NeurIPS (UNIT)"
 
-    def __init__(self, mu: str = "mu", logvar: str = "logvar"):
+    def __init__(self, mu: str = "mu", logvar: str = "logvar", reduction: str = "sum"):
         super().__init__()
-        self.mu, self.logvar = mu, logvar
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction: expected 'sum' or 'mean', got {reduction!r}")
+        self.mu, self.logvar, self.reduction = mu, logvar, reduction
 
     def needs(self) -> tuple:
         return (self.mu, self.logvar)
 
     def compute(self, tensors: Tensors) -> Tensor:
-        return kl_divergence(tensors[self.mu], tensors[self.logvar])
+        return kl_divergence(tensors[self.mu], tensors[self.logvar], self.reduction)
 
     def extra_repr(self) -> str:
         return f"mu={self.mu!r}, logvar={self.logvar!r}"

@@ -222,7 +222,9 @@ def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Pat
     Returns:
         ``{"mae_hu", "psnr", "ssim", "voxels", "mask"}``, ``"mask"`` naming where the mask came from,
         plus the MAE per tissue class of the target (``mae_air`` < -400, ``mae_soft``, ``mae_bone``
-        > 300 HU), ``bias_hu`` and ``mae_<name>`` per region (:func:`translate.metrics.tissue.tissue_mae`).
+        > 300 HU), ``bias_hu`` and ``mae_<name>`` per region (:func:`translate.metrics.tissue.tissue_mae`),
+        and the hallucination rates ``bone_lost``, ``bone_to_soft``, ``bone_to_air``, ``soft_to_bone``,
+        ``air_to_tissue`` (:func:`translate.metrics.hallucination.hallucination_rates`).
     """
     from .tissue import tissue_mae
 
@@ -249,4 +251,8 @@ def evaluate_volumes(prediction: str | Path, target: str | Path, mask: str | Pat
     fake_ct = image_to_array(fake_image)
     tissue = tissue_mae(fake_ct, real_ct, inside, extra)
     per_class = {k: v for k, v in tissue.items() if k != "mae" and k != "voxels"}
+    from .hallucination import RATE_NAMES, hallucination_rates
+
+    rates = hallucination_rates(fake_ct, real_ct, inside)
+    per_class.update({k: rates[k] for k in RATE_NAMES})
     return {**synthrad_metrics(fake_ct, real_ct, inside), "mask": source, **per_class}

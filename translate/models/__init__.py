@@ -3,5 +3,7 @@
 from .base import MODELS, TranslationModel
 from . import pix2pix  # noqa: F401  (registers "pix2pix")
 from . import segmentation  # noqa: F401  (registers "adversarial_segmentation")
+from . import cyclegan  # noqa: F401  (registers "cyclegan")
+from . import unit  # noqa: F401  (registers "unit")
 
 __all__ = ["MODELS", "TranslationModel"]
