@@ -247,6 +247,26 @@ def data_register(moving: Path = typer.Argument(..., help="volume that moves, e.
     typer.echo(f"register: {kind} {moving.name} -> {fixed.name}; moved volume {out}, transform {transform_out}")
 
 
+@app.command()
+@user_errors
+def synthesize(checkpoint: Path = typer.Argument(..., help="checkpoint of a spade or joint_gan model (`translate fit`)"),
+               out: Path = typer.Argument(..., help="empty folder: written as a data root (subject folders + split.json)"),
+               masks: Optional[Path] = typer.Option(None, "--masks", help="label volume or folder of them (spade); "
+                                                    "default: the training masks of the checkpoint's data.root"),
+               n: int = typer.Option(1, "--n", min=1, help="spade: images per mask (random styles); joint: pairs"),
+               seed: int = typer.Option(0, "--seed", help="same seed, same files"),
+               device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+               quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+    """Synthetic image + mask pairs (NIfTI): from given label maps (SPADE) or from noise (joint generators)."""
+    from .engine.checks import check_device
+    from .synthesis import synthesize as run_synthesis
+
+    if device != "auto":
+        check_device(device, "--device")
+    run_synthesis(checkpoint, out, masks=masks, n=n, seed=seed, device=device, progress=not quiet,
+                  announce=lambda text: typer.echo(text))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -4,3 +4,5 @@ from .base import MODELS, TranslationModel
 from . import pix2pix  # noqa: F401  (registers "pix2pix")
 
 __all__ = ["MODELS", "TranslationModel"]
+from . import spade  # noqa: E402,F401  (registers "spade")
+from . import joint_gan  # noqa: E402,F401  (registers "joint_gan")
