@@ -267,6 +267,34 @@ def synthesize(checkpoint: Path = typer.Argument(..., help="checkpoint of a spad
                   announce=lambda text: typer.echo(text))
 
 
+benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that train through recipes.")
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@benchmark_app.command("synthesis")
+@user_errors
+def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE or LABEL=RECIPE[,key=value,...] per generator, "
+                                                                        "e.g. spade=recipes/spade-ct.yaml"),
+                        out: Path = typer.Option(Path("runs/fid_dice"), "--out", help="folder for runs, samples and results"),
+                        data_root: Optional[Path] = typer.Option(None, "--data-root", help="real data root (default: a 64 x 64 phantom)"),
+                        gan_steps: int = typer.Option(600, min=1, help="training steps of every generator"),
+                        unet_steps: int = typer.Option(400, min=1, help="training steps of every segmenter"),
+                        n_samples: int = typer.Option(512, min=1, help="synthetic 2D pairs per generator"),
+                        extractor: Optional[List[str]] = typer.Option(None, "--extractor", help="segmenter (default) and/or inception"),
+                        inception_weights: Optional[Path] = typer.Option(None, help="torchvision Inception-v3 state dict (local file)"),
+                        segmenter_recipe: Optional[Path] = typer.Option(None, help="default: recipes/segmenter-unet.yaml"),
+                        seed: int = typer.Option(0), device: str = typer.Option("cpu"),
+                        quiet: bool = typer.Option(False, "--quiet", help="no progress bars")):
+    """Seed 003's FID/Dice study: train generators, sample pairs, train one U-Net on each data set, score on real test data."""
+    from .evaluation.synthesis import Budget, parse_generator, run_pipeline
+
+    run_pipeline([parse_generator(text) for text in generators], out, data_root=data_root,
+                 budget=Budget(gan_steps=gan_steps, unet_steps=unet_steps, n_samples=n_samples),
+                 extractors=extractor or ["segmenter"], inception_weights=inception_weights,
+                 segmenter_recipe=segmenter_recipe, seed=seed, device=device, progress=not quiet,
+                 announce=lambda text: typer.echo(text, err=True))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -24,3 +24,4 @@ __all__ = [
     "Gradient", "EdgeWeighted", "Structure", "KSpace", "cartesian_mask", "Perceptual", "Style", "Shape",
     "FeatureMatching", "KL",
 ]
+from .segmentation import Segmentation  # noqa: E402,F401  (registers "segmentation")
