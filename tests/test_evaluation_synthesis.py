@@ -126,3 +126,27 @@ def test_benchmark_command_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["benchmark", "synthesis", "recipes/spade-ct.yaml", "--out", str(tmp_path),
                                       "--extractor", "inception", "--inception-weights", str(tmp_path / "none.pth")])
     assert result.exit_code == 2 and "weights file not found" in result.output
+
+
+def test_slab_split_of_the_real_ct_never_mixes_slabs(shared_data, tmp_path):
+    import SimpleITK as sitk
+
+    from translate.evaluation.synthesis import slab_root
+
+    ct, seg = shared_data / "totalseg" / "example_ct_sm.nii.gz", shared_data / "totalseg" / "example_seg.nii.gz"
+    root = slab_root(ct, seg, tmp_path / "slabs", labels={5: 1, 1: 2, 2: 3, 3: 3}, slabs=3, test_slabs=(1,), gap=1, crop=64)
+    split = json.loads((root / "split.json").read_text())
+    assert split["test"] == ["slab_1"] and split["train"] == ["slab_0", "slab_2"]
+    source = sitk.ReadImage(str(ct))
+    full = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
+    taken = []
+    for subject in ("slab_0", "slab_1", "slab_2"):
+        image = sitk.ReadImage(str(root / subject / "ct.nii.gz"))
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(root / subject / "labels.nii.gz")))
+        assert image.GetSize()[:2] == (64, 64) and image.GetSpacing() == source.GetSpacing()
+        first = round(source.TransformPhysicalPointToContinuousIndex(image.GetOrigin())[2])
+        taken.append(set(range(first, first + image.GetSize()[2])))
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        assert (labels == 1).sum() == (full[first:first + image.GetSize()[2]] == 5).sum() or labels.shape[1:] != full.shape[1:]
+    assert not taken[0] & taken[1] and not taken[1] & taken[2]  # whole slabs, and a gap slice at each cut
+    assert min(taken[1]) - max(taken[0]) == 3 and min(taken[2]) - max(taken[1]) == 3  # gap 1 each side

@@ -91,8 +91,8 @@ def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int
               gap: int = 1, crop: int = 64) -> Path:
     """A data root from one CT and its label volume: axial slabs as subjects, whole slabs train or test.
 
-    The volume is cut into ``slabs`` contiguous slabs along z; ``gap`` slices at each cut belong to
-    neither, so no test slice has a training neighbour. Labels are mapped by ``labels`` (others ->
+    The volume is cut into ``slabs`` contiguous slabs along z; ``gap`` slices each side of every cut
+    belong to neither slab, so no test slice has a training neighbour. Labels are mapped by ``labels`` (others ->
     0) and the plane centre-cropped / padded to ``crop`` x ``crop``.
     """
     import SimpleITK as sitk
