@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "fid_dice")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--modes", nargs="+", default=MODES, choices=["vanilla", "lsgan", "wgan", "wgan-gp", "hinge"])
+    parser.add_argument("--no-augmentation", action="store_true", help="skip the real + classic augmentation row")
     args = parser.parse_args()
     MODES[:] = args.modes
     out = args.out / args.dataset
@@ -76,7 +77,8 @@ def main() -> None:
     results = run_pipeline(generators(args.dataset, values), out, data_root=data_root,
                            budget=Budget(gan_steps=args.gan_steps, unet_steps=args.unet_steps, n_samples=args.n_samples),
                            segmenter_overrides=seg_overrides, structures=structures, progress=False,
-                           dataset_name=args.dataset, mixed=["spade"])
+                           dataset_name=args.dataset, mixed=["spade"],
+                           augmentation=not args.no_augmentation)
     results["command"] = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["load_average"] = list(os.getloadavg())

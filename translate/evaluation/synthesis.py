@@ -247,10 +247,12 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                  segmenter_overrides: Sequence[str] = (), seed: int = 0, device: str = "cpu",
                  structures: Optional[Dict[int, str]] = None, progress: bool = True,
                  announce: Callable[[str], None] = print, phantom: Dict[str, Any] | None = None,
-                 dataset_name: str = "phantom", mixed: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+                 dataset_name: str = "phantom", mixed: Optional[Sequence[str]] = None,
+                 augmentation: bool = True) -> Dict[str, Any]:
     """Run the whole pipeline; returns the results dict also written to ``out_dir/results.json``.
 
-    ``mixed``: labels of the generators that get a "real + synthetic" row (default: every one).
+    ``mixed``: labels of the generators that get a "real + synthetic" row (default: every one);
+    ``augmentation``: train the "real + classic augmentation" row (torchio elastic is slow on a CPU).
     """
     from ..engine.run import fit_recipe
     from ..recipe import load_recipe
@@ -345,6 +347,8 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
         {"training_data": "real + classic augmentation", "generator": "-", "root": data_root,
          "extra": ["data.dataset.flips=[0, 1]", f"data.dataset.transforms={json.dumps(CLASSIC_AUGMENTATION)}"]},
     ]
+    if not augmentation:
+        runs.pop()
     for g in generators:
         runs.append({"training_data": "synthetic", "generator": g.label, "root": synthetic[g.label], "extra": []})
     for g in generators:
