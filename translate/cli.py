@@ -300,6 +300,54 @@ def data_register(moving: Path = typer.Argument(..., help="volume that moves, e.
     typer.echo(f"register: {kind} {moving.name} -> {fixed.name}; moved volume {out}, transform {transform_out}")
 
 
+@app.command()
+@user_errors
+def synthesize(checkpoint: Path = typer.Argument(..., help="checkpoint of a spade or joint_gan model (`translate fit`)"),
+               out: Path = typer.Argument(..., help="empty folder: written as a data root (subject folders + split.json)"),
+               masks: Optional[Path] = typer.Option(None, "--masks", help="label volume or folder of them (spade); "
+                                                    "default: the training masks of the checkpoint's data.root"),
+               n: int = typer.Option(1, "--n", min=1, help="spade: images per mask (random styles); joint: pairs"),
+               seed: int = typer.Option(0, "--seed", help="same seed, same files"),
+               device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+               quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+    """Synthetic image + mask pairs (NIfTI): from given label maps (SPADE) or from noise (joint generators)."""
+    from .engine.checks import check_device
+    from .synthesis import synthesize as run_synthesis
+
+    if device != "auto":
+        check_device(device, "--device")
+    run_synthesis(checkpoint, out, masks=masks, n=n, seed=seed, device=device, progress=not quiet,
+                  announce=lambda text: typer.echo(text))
+
+
+benchmark_app = typer.Typer(no_args_is_help=True, help="Benchmarks that train through recipes.")
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@benchmark_app.command("synthesis")
+@user_errors
+def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE or LABEL=RECIPE[,key=value,...] per generator, "
+                                                                        "e.g. spade=recipes/spade-ct.yaml"),
+                        out: Path = typer.Option(Path("runs/fid_dice"), "--out", help="folder for runs, samples and results"),
+                        data_root: Optional[Path] = typer.Option(None, "--data-root", help="real data root (default: a 64 x 64 phantom)"),
+                        gan_steps: int = typer.Option(600, min=1, help="training steps of every generator"),
+                        unet_steps: int = typer.Option(400, min=1, help="training steps of every segmenter"),
+                        n_samples: int = typer.Option(512, min=1, help="synthetic 2D pairs per generator"),
+                        extractor: Optional[List[str]] = typer.Option(None, "--extractor", help="segmenter (default) and/or inception"),
+                        inception_weights: Optional[Path] = typer.Option(None, help="torchvision Inception-v3 state dict (local file)"),
+                        segmenter_recipe: Optional[Path] = typer.Option(None, help="default: recipes/segmenter-unet.yaml"),
+                        seed: int = typer.Option(0), device: str = typer.Option("cpu"),
+                        quiet: bool = typer.Option(False, "--quiet", help="no progress bars")):
+    """Seed 003's FID/Dice study: train generators, sample pairs, train one U-Net on each data set, score on real test data."""
+    from .evaluation.synthesis import Budget, parse_generator, run_pipeline
+
+    run_pipeline([parse_generator(text) for text in generators], out, data_root=data_root,
+                 budget=Budget(gan_steps=gan_steps, unet_steps=unet_steps, n_samples=n_samples),
+                 extractors=extractor or ["segmenter"], inception_weights=inception_weights,
+                 segmenter_recipe=segmenter_recipe, seed=seed, device=device, progress=not quiet,
+                 announce=lambda text: typer.echo(text, err=True))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

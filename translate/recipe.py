@@ -197,14 +197,27 @@ def apply_overrides(tree: Dict[str, Any], overrides: List[str]) -> Dict[str, Any
         path, value = parse_override(text)
         node = tree
         for part in path[:-1]:
+            if isinstance(node, list):  # a list entry by index: objective.generator.0.mode=hinge
+                node = _list_entry(node, part, text)
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
-            if not isinstance(child, dict):
+            if not isinstance(child, (dict, list)):
                 raise TranslateError(f"override {text!r}: {part!r} is not a section")
             node = child
+        if isinstance(node, list):
+            raise TranslateError(f"override {text!r}: a list entry is replaced key by key, e.g. objective.generator.0.mode=hinge")
         node[path[-1]] = value
     return tree
+
+
+def _list_entry(node: list, part: str, text: str) -> Dict[str, Any]:
+    if not part.isdigit() or int(part) >= len(node):
+        raise TranslateError(f"override {text!r}: {part!r} is not an index of a list of {len(node)} entries")
+    if not isinstance(node[int(part)], dict):
+        raise TranslateError(f"override {text!r}: entry {part} is not a section")
+    return node[int(part)]
 
 
 def _format_error(source: str, err: ValidationError) -> str:

@@ -7,3 +7,5 @@ from . import cyclegan  # noqa: F401  (registers "cyclegan")
 from . import unit  # noqa: F401  (registers "unit")
 
 __all__ = ["MODELS", "TranslationModel"]
+from . import spade  # noqa: E402,F401  (registers "spade")
+from . import joint_gan  # noqa: E402,F401  (registers "joint_gan")

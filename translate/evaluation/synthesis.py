@@ -1,0 +1,518 @@
+"""The FID/Dice pipeline (seed 003): judge synthetic (image, mask) data by what a segmenter learns from it.
+
+1. Real subjects split into train / test (the data root's ``train`` split; ``val`` + ``test`` are the test set).
+2. Every generator recipe trained on the train split with the same budget (``fit_recipe``).
+3. Synthetic pairs sampled from each (``translate synthesize``): SPADE from the train masks with
+   random styles, joint generators from noise, about ``n_samples`` 2D pairs each.
+4. One segmenter recipe (``recipes/segmenter-unet.yaml``: a MONAI U-Net), one budget, trained on
+   real; real + classic augmentation (flips, rotations, elastic; torchio); synthetic only, per
+   generator; real + synthetic, per generator.
+5. Dice and HD95 per structure on the real test subjects; Fréchet distance and KID between the
+   synthetic and the real training images through each feature extractor (``segmenter``: the
+   encoder of the U-Net trained on real data; ``inception``: local ImageNet weights, plus the
+   Inception Score).
+6. ``results.json``, ``results.md`` (seed 003 Table 2's columns) and ``fid_vs_dice.png``.
+
+Every stage leaves its outputs in ``out_dir``; a rerun reuses finished stages (a checkpoint at the
+budget's last step, a synthetic data root with its ``split.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..atomic import write_text_atomic
+from ..errors import TranslateError
+
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+#: classic augmentation of the "real + augmentation" row (torchio, on 2D slices)
+CLASSIC_AUGMENTATION = [
+    {"name": "RandomAffine", "scales": 0.0, "degrees": [0, 0, 15], "p": 0.75},
+    {"name": "RandomElasticDeformation", "num_control_points": [7, 7, 5], "max_displacement": [4, 4, 0], "p": 0.5},
+]
+
+
+@dataclass
+class Generator:
+    """One generator row: a recipe, its overrides and a row label."""
+
+    label: str
+    recipe: Path
+    overrides: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Budget:
+    gan_steps: int = 600
+    unet_steps: int = 400
+    n_samples: int = 512
+    batch_size: int = 8
+
+
+def parse_generator(text: str) -> Generator:
+    """``LABEL=RECIPE[,override,...]`` or ``RECIPE`` -> :class:`Generator`."""
+    label, sep, rest = text.partition("=")
+    if not sep:
+        label, rest = "", text
+    parts = [p for p in rest.split(",") if p]
+    if not parts:
+        raise TranslateError(f"generator {text!r}: expected RECIPE or LABEL=RECIPE[,key=value,...]")
+    recipe = Path(parts[0])
+    if not recipe.is_file() and (REPO_RECIPES / recipe.name).is_file() and not recipe.parent.name:
+        recipe = REPO_RECIPES / recipe.name
+    if not recipe.is_file():
+        raise TranslateError(f"generator {text!r}: recipe file not found: {parts[0]}")
+    stem = recipe.name.removesuffix(".yaml")
+    return Generator(label or stem, recipe, parts[1:])
+
+
+# ----------------------------------------------------------------------------- data
+def real_test_ids(root: Path) -> List[str]:
+    from ..data.subjects import read_split
+
+    split = read_split(root)
+    ids = list(split.get("val", [])) + list(split.get("test", []))
+    if not ids:
+        raise TranslateError(f"{root / 'split.json'}: no val or test subjects to score the segmenters on")
+    return ids
+
+
+def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int = 3, test_slabs: Sequence[int] = (1,),
+              gap: int = 1, crop: int = 64) -> Path:
+    """A data root from one CT and its label volume: axial slabs as subjects, whole slabs train or test.
+
+    The volume is cut into ``slabs`` contiguous slabs along z; ``gap`` slices each side of every cut
+    belong to neither slab, so no test slice has a training neighbour. Labels are mapped by ``labels`` (others ->
+    0) and the plane centre-cropped / padded to ``crop`` x ``crop``.
+    """
+    import SimpleITK as sitk
+
+    from ..data.io import array_to_image, image_to_array, read_volume, write_volume
+
+    ct_image, seg_image = read_volume(ct, what="CT"), read_volume(seg, what="labels")
+    ct_array, seg_array = image_to_array(ct_image), image_to_array(seg_image)
+    mapped = np.zeros(seg_array.shape, np.uint8)
+    for source, target in labels.items():
+        mapped[seg_array == source] = target
+    z = ct_array.shape[0]
+    edges = np.linspace(0, z, slabs + 1).round().astype(int)
+    ids: Dict[str, List[str]] = {"train": [], "val": [], "test": []}
+    for k in range(slabs):
+        start, stop = edges[k] + (gap if k else 0), edges[k + 1] - (gap if k < slabs - 1 else 0)
+        subject = f"slab_{k}"
+        arrays = {"ct": ct_array[start:stop], "labels": mapped[start:stop]}
+        for key, array in arrays.items():
+            array = _crop_plane(array, crop, -1024 if key == "ct" else 0)
+            reference = sitk.GetImageFromArray(array)
+            reference.SetSpacing(ct_image.GetSpacing())
+            reference.SetDirection(ct_image.GetDirection())
+            reference.SetOrigin(ct_image.TransformIndexToPhysicalPoint((0, 0, int(start))))
+            write_volume(array_to_image(array, reference), out / subject / f"{key}.nii.gz")
+        ids["test" if k in test_slabs else "train"].append(subject)
+    write_text_atomic(out / "split.json", json.dumps(ids, indent=2) + "\n")
+    return out
+
+
+def _crop_plane(array: np.ndarray, size: int, fill: float) -> np.ndarray:
+    out = np.full((array.shape[0], size, size), fill, dtype=array.dtype)
+    h, w = array.shape[1:]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    crop = array[:, top:top + size, left:left + size]
+    ot, ol = (size - crop.shape[1]) // 2, (size - crop.shape[2]) // 2
+    out[:, ot:ot + crop.shape[1], ol:ol + crop.shape[2]] = crop
+    return out
+
+
+def merged_root(real: Path, synthetic: Path, out: Path) -> Path:
+    """A data root whose train split is the real train subjects plus every synthetic sample (symlinks)."""
+    from ..data.subjects import read_split
+
+    out.mkdir(parents=True, exist_ok=True)
+    real_ids = read_split(real)["train"]
+    synthetic_ids = read_split(synthetic)["train"]
+    for source, ids, prefix in ((real, real_ids, "real_"), (synthetic, synthetic_ids, "synthetic_")):
+        for subject in ids:
+            link = out / f"{prefix}{subject}"
+            if not link.exists():
+                os.symlink(Path(source, subject).resolve(), link)
+    train = [f"real_{s}" for s in real_ids] + [f"synthetic_{s}" for s in synthetic_ids]
+    write_text_atomic(out / "split.json", json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n")
+    return out
+
+
+def slices_of(root: Path, ids: Sequence[str], image_key: str, spec) -> np.ndarray:
+    """Every axial slice of the subjects' images in network space: ``(N, 1, H, W)``."""
+    from ..data.io import image_to_array, read_volume
+    from ..data.subjects import find_image, normalise_volume
+
+    planes = []
+    for subject in ids:
+        path = find_image(Path(root) / subject, image_key)
+        if path is None:
+            raise TranslateError(f"{root}/{subject}: no {image_key!r} image")
+        volume = normalise_volume(image_to_array(read_volume(path, what=image_key)), spec)
+        planes.append(np.moveaxis(volume, 1, 0))
+    shapes = {p.shape[2:] for p in planes}
+    if len(shapes) > 1:
+        size = tuple(max(s[i] for s in shapes) for i in range(2))
+        planes = [_pad_planes(p, size) for p in planes]
+    return np.concatenate(planes).astype(np.float32)
+
+
+def _pad_planes(planes: np.ndarray, size) -> np.ndarray:
+    out = np.full((*planes.shape[:2], *size), float(planes.min()), np.float32)
+    h, w = planes.shape[2:]
+    top, left = (size[0] - h) // 2, (size[1] - w) // 2
+    out[:, :, top:top + h, left:left + w] = planes
+    return out
+
+
+# ----------------------------------------------------------------------------- scoring
+def segmentation_scores(checkpoint: Path, root: Path, ids: Sequence[str], names: Dict[int, str],
+                        device: str = "cpu") -> Dict[str, Any]:
+    """Dice and HD95 (mm) per structure of a segmenter checkpoint on real subjects, averaged over subjects.
+
+    A structure absent from a subject's reference and prediction is left out of that subject's
+    mean; one present in only one of them scores Dice 0 (HD95 left out: it is undefined).
+    """
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+
+    from ..data.io import image_to_array, read_volume
+    from ..data.subjects import find_image
+    from ..engine.inferer import VolumeTranslator
+
+    translator = VolumeTranslator.from_checkpoint(checkpoint, device=device)
+    image_key, labels_key = translator.source.key, translator.target.key
+    dice: Dict[str, List[float]] = {name: [] for name in names.values()}
+    hd95: Dict[str, List[float]] = {name: [] for name in names.values()}
+    for subject in ids:
+        image = read_volume(find_image(Path(root) / subject, image_key), what="CT")
+        reference = image_to_array(read_volume(find_image(Path(root) / subject, labels_key), what="labels"))
+        prediction = translator.translate_array(image_to_array(image).astype(np.float32))
+        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+        for label, name in names.items():
+            truth, guess = reference == label, prediction == label
+            if not truth.any() and not guess.any():
+                continue
+            t = torch.from_numpy(truth[None, None].astype(np.float32))
+            g = torch.from_numpy(guess[None, None].astype(np.float32))
+            dice[name].append(float(compute_dice(g, t, include_background=True, ignore_empty=False)[0, 0]))
+            if truth.any() and guess.any():
+                hd95[name].append(float(compute_hausdorff_distance(g, t, include_background=True, percentile=95,
+                                                                   spacing=spacing)[0, 0]))
+    per_dice = {k: float(np.mean(v)) for k, v in dice.items() if v}
+    per_hd = {k: float(np.mean(v)) for k, v in hd95.items() if v}
+    return {"dice": float(np.mean(list(per_dice.values()))) if per_dice else float("nan"),
+            "hd95_mm": float(np.mean(list(per_hd.values()))) if per_hd else float("nan"),
+            "dice_per_structure": per_dice, "hd95_per_structure_mm": per_hd}
+
+
+def build_extractor(name: str, segmenter_checkpoint: Optional[Path], inception_weights: Optional[Path],
+                    device: str = "cpu"):
+    from .distances import InceptionFeatures, SegmenterFeatures
+
+    if name == "segmenter":
+        from ..engine.inferer import VolumeTranslator
+
+        translator = VolumeTranslator.from_checkpoint(segmenter_checkpoint, device=device)
+        return SegmenterFeatures(translator.model.generator).to(device)
+    if name == "inception":
+        return InceptionFeatures(inception_weights).to(device)
+    raise TranslateError(f"--extractor {name!r}: expected 'segmenter' or 'inception'")
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Rank correlation (average ranks for ties); nan for fewer than 3 points."""
+    if len(x) < 3:
+        return float("nan")
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+# ----------------------------------------------------------------------------- pipeline
+def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: Optional[Path] = None,
+                 budget: Budget = Budget(), extractors: Sequence[str] = ("segmenter",),
+                 inception_weights: Optional[Path] = None, segmenter_recipe: Optional[Path] = None,
+                 segmenter_overrides: Sequence[str] = (), seed: int = 0, device: str = "cpu",
+                 structures: Optional[Dict[int, str]] = None, progress: bool = True,
+                 announce: Callable[[str], None] = print, phantom: Dict[str, Any] | None = None,
+                 dataset_name: str = "phantom", mixed: Optional[Sequence[str]] = None,
+                 augmentation: bool = True) -> Dict[str, Any]:
+    """Run the whole pipeline; returns the results dict also written to ``out_dir/results.json``.
+
+    ``mixed``: labels of the generators that get a "real + synthetic" row (default: every one);
+    ``augmentation``: train the "real + classic augmentation" row (torchio elastic is slow on a CPU).
+    """
+    from ..engine.run import fit_recipe
+    from ..recipe import load_recipe
+    from ..synthesis import synthesize
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels_seen = [g.label for g in generators]
+    if len(set(labels_seen)) != len(labels_seen):
+        raise TranslateError(f"generator labels must differ, got {labels_seen}")
+    for name in extractors:
+        if name not in ("segmenter", "inception"):
+            raise TranslateError(f"--extractor {name!r}: expected 'segmenter' or 'inception'")
+    if "inception" in extractors:  # fail before hours of training, not after
+        from .distances import InceptionFeatures
+
+        InceptionFeatures(inception_weights)
+    if data_root is None:
+        from ..data.phantom import write_phantom
+
+        data_root = out_dir / "data" / "phantom64"
+        if not (data_root / "split.json").is_file():
+            announce(f"benchmark: writing the 64 x 64 phantom -> {data_root}")
+            write_phantom(data_root, seed=seed, **(phantom or dict(subjects=12, shape=(32, 64, 64),
+                                                                    spacing=(4.0, 4.5, 4.5))))
+    data_root = Path(data_root)
+    test_ids = real_test_ids(data_root)
+    segmenter_recipe = Path(segmenter_recipe or REPO_RECIPES / "segmenter-unet.yaml")
+    common = [f"trainer.seed={seed}", f"trainer.device={device}", "trainer.val_every=0"]
+    timings: Dict[str, float] = {}
+
+    def fit(recipe_path: Path, overrides: Sequence[str], run_dir: Path, steps: int, what: str) -> Path:
+        last = run_dir / "checkpoints" / "last.pt"
+        if last.is_file():
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            if int(state.get("step", -1)) == steps:
+                announce(f"benchmark: {what}: reusing {last}")
+                return last
+        spec = load_recipe(recipe_path, list(overrides) + [f"trainer.out_dir={run_dir}", f"trainer.steps={steps}",
+                                                           f"trainer.checkpoint_every={steps}",
+                                                           f"trainer.image_every={steps}"] + common)
+        tic = time.perf_counter()
+        summary = fit_recipe(spec, show_progress=progress, overwrite=True, announce=announce)
+        timings[what] = time.perf_counter() - tic
+        return Path(summary["checkpoint"])
+
+    # 1-3: generators and their samples
+    train_ids = json.loads((data_root / "split.json").read_text())["train"]
+    synthetic: Dict[str, Path] = {}
+    generator_steps: Dict[str, int] = {}
+    for g in generators:
+        checkpoint = fit(g.recipe, [f"data.root={data_root}", *g.overrides], out_dir / "gans" / g.label,
+                         budget.gan_steps, f"generator {g.label}")
+        generator_steps[g.label] = budget.gan_steps
+        root = out_dir / "synthetic" / g.label
+        if not (root / "split.json").is_file():
+            if root.exists():
+                import shutil
+
+                shutil.rmtree(root)
+            model_name = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+            tic = time.perf_counter()
+            if model_name == "joint_gan":
+                synthesize(checkpoint, root, n=budget.n_samples, seed=seed, device=device, progress=progress)
+            else:
+                from ..data.subjects import subjects_from_folder
+
+                spec = load_recipe(g.recipe, [f"data.root={data_root}", *g.overrides])
+                key = spec.data.domains["a"].key
+                masks = [Path(s[key]) for s in subjects_from_folder(data_root, "train", keys=[key])]
+                slices = sum(_slices(m) for m in masks)
+                per_mask = max(1, math.ceil(budget.n_samples / max(slices, 1)))
+                synthesize(checkpoint, root, mask_list=masks, n=per_mask, seed=seed, device=device, progress=progress)
+            timings[f"synthesize {g.label}"] = time.perf_counter() - tic
+        synthetic[g.label] = root
+
+    # 4: segmenters
+    seg = load_recipe(segmenter_recipe, [f"data.root={data_root}", *segmenter_overrides], check_paths=False)
+    image_key, labels_key = seg.data.domains["a"].key, seg.data.domains["b"].key
+    from ..data.domains import build_intensity
+
+    image_spec = build_intensity(seg.data.domains["a"].intensity)
+    if structures is None:
+        values = build_intensity(seg.data.domains["b"].intensity).values
+        names_file = data_root / "labels.json"
+        names = json.loads(names_file.read_text()) if names_file.is_file() else {}
+        structures = {int(v): names.get(str(v), f"label_{v}") for v in values[1:]}
+    seg_base = [*segmenter_overrides, f"data.batch_size={budget.batch_size}"]
+    runs: List[Dict[str, Any]] = [
+        {"training_data": "real", "generator": "-", "root": data_root, "extra": []},
+        {"training_data": "real + classic augmentation", "generator": "-", "root": data_root,
+         "extra": ["data.dataset.flips=[0, 1]", f"data.dataset.transforms={json.dumps(CLASSIC_AUGMENTATION)}"]},
+    ]
+    if not augmentation:
+        runs.pop()
+    for g in generators:
+        runs.append({"training_data": "synthetic", "generator": g.label, "root": synthetic[g.label], "extra": []})
+    for g in generators:
+        if mixed is not None and g.label not in mixed:
+            continue
+        root = merged_root(data_root, synthetic[g.label], out_dir / "mixed" / g.label)
+        runs.append({"training_data": "real + synthetic", "generator": g.label, "root": root, "extra": []})
+    rows = []
+    segmenter_checkpoints: Dict[str, Path] = {}
+    for run in runs:
+        slug = run["training_data"].replace(" + ", "_").replace(" ", "_") + ("" if run["generator"] == "-" else f"_{run['generator']}")
+        checkpoint = fit(segmenter_recipe, [f"data.root={run['root']}", *seg_base, *run["extra"]],
+                         out_dir / "segmenters" / slug, budget.unet_steps, f"segmenter {slug}")
+        segmenter_checkpoints[slug] = checkpoint
+        scores = segmentation_scores(checkpoint, data_root, test_ids, structures, device=device)
+        announce(f"benchmark: {run['training_data']} ({run['generator']}): Dice {scores['dice']:.3f}, "
+                 f"HD95 {scores['hd95_mm']:.1f} mm")
+        rows.append({"training_data": run["training_data"], "generator": run["generator"], **scores})
+
+    # 5: distances, synthetic vs real training images
+    real_images = slices_of(data_root, train_ids, image_key, image_spec)
+    distances: Dict[str, Dict[str, Any]] = {g.label: {} for g in generators}
+    for name in extractors:
+        extractor = build_extractor(name, segmenter_checkpoints["real"], inception_weights, device)
+        from .distances import extract, frechet_distance, inception_score, kernel_inception_distance
+
+        real = extract(extractor, real_images, device=device)
+        for g in generators:
+            ids = json.loads((synthetic[g.label] / "split.json").read_text())["train"]
+            fake = extract(extractor, slices_of(synthetic[g.label], ids, image_key, image_spec), device=device)
+            kid, kid_std = kernel_inception_distance(real["features"], fake["features"], seed=seed)
+            entry = {f"fid_{name}": frechet_distance(real["features"], fake["features"]),
+                     f"kid_{name}": kid, f"kid_{name}_std": kid_std, "synthetic_images": int(len(fake["features"]))}
+            if "probabilities" in fake:
+                entry["inception_score"], entry["inception_score_std"] = inception_score(fake["probabilities"])
+            distances[g.label].update(entry)
+        if "probabilities" in real:
+            distances.setdefault("_real", {})["inception_score"] = inception_score(real["probabilities"])[0]
+    for row in rows:
+        if row["training_data"] == "synthetic":
+            row.update(distances[row["generator"]])
+
+    # 6: summary
+    synthetic_rows = [r for r in rows if r["training_data"] == "synthetic"]
+    real_dice = next(r["dice"] for r in rows if r["training_data"] == "real")
+    ranking = {}
+    for name in extractors:
+        fids = [r[f"fid_{name}"] for r in synthetic_rows]
+        dices = [r["dice"] for r in synthetic_rows]
+        order_fid = [r["generator"] for r in sorted(synthetic_rows, key=lambda r: r[f"fid_{name}"])]
+        order_dice = [r["generator"] for r in sorted(synthetic_rows, key=lambda r: -r["dice"])]
+        ranking[name] = {"order_by_fid": order_fid, "order_by_dice": order_dice, "same_order": order_fid == order_dice,
+                         "spearman_fid_vs_dice": spearman(fids, dices)}
+    results = {
+        "dataset": dataset_name, "data_root": str(data_root), "train_subjects": train_ids, "test_subjects": test_ids,
+        "real_train_slices": int(len(real_images)), "budget": asdict(budget), "seed": seed, "extractors": list(extractors),
+        "generators": [{"label": g.label, "recipe": str(g.recipe), "overrides": g.overrides,
+                        "steps": generator_steps[g.label]} for g in generators],
+        "segmenter_recipe": str(segmenter_recipe), "structures": {str(k): v for k, v in structures.items()},
+        "rows": rows, "synthetic_over_real_dice": {r["generator"]: r["dice"] / real_dice for r in synthetic_rows},
+        "fid_ranks_like_dice": ranking, "stage_seconds": timings, "seconds": time.perf_counter() - started,
+    }
+    write_text_atomic(out_dir / "results.json", json.dumps(_finite(results), indent=2) + "\n")
+    write_text_atomic(out_dir / "results.md", markdown_table(results))
+    scatter_png(results, out_dir / "fid_vs_dice.png")
+    announce(f"benchmark: results -> {out_dir / 'results.md'}, {out_dir / 'results.json'}, {out_dir / 'fid_vs_dice.png'}")
+    return results
+
+
+def _slices(path: Path) -> int:
+    from ..data.io import read_volume
+
+    return int(read_volume(path, what="mask").GetSize()[2])
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(results: Dict[str, Any]) -> str:
+    """Seed 003 Table 2's columns: training data, generator, FID (per extractor), KID, [IS], Dice (+ HD95)."""
+    extractors = results["extractors"]
+    head = ["training data", "generator"]
+    for name in extractors:
+        head += [f"FID ({name})", f"KID ({name})"]
+    if "inception" in extractors:
+        head.append("IS")
+    head += ["Dice", "HD95 (mm)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in results["rows"]:
+        cells = [row["training_data"], row["generator"]]
+        for name in extractors:
+            cells += [_fmt(row.get(f"fid_{name}"), 2), _fmt(row.get(f"kid_{name}"), 4)]
+        if "inception" in extractors:
+            cells.append(_fmt(row.get("inception_score"), 2))
+        cells += [_fmt(row["dice"]), _fmt(row["hd95_mm"], 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    structures = list(results["structures"].values())
+    lines += ["", "Dice per structure:", "", "| training data | generator | " + " | ".join(structures) + " |",
+              "|" + "---|" * (len(structures) + 2)]
+    for row in results["rows"]:
+        per = row["dice_per_structure"]
+        lines.append(f"| {row['training_data']} | {row['generator']} | "
+                     + " | ".join(_fmt(per.get(s), 2) for s in structures) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scatter_png(results: Dict[str, Any], path: Path, size=(480, 360)) -> Path:
+    """FID (first extractor) against Dice of the synthetic-only rows, drawn with Pillow (no matplotlib needed)."""
+    from PIL import Image, ImageDraw
+
+    from ..atomic import atomic_path
+
+    name = results["extractors"][0]
+    points = [(r.get(f"fid_{name}"), r["dice"], r["generator"]) for r in results["rows"]
+              if r["training_data"] == "synthetic" and r.get(f"fid_{name}") is not None and math.isfinite(r["dice"])]
+    real = next((r["dice"] for r in results["rows"] if r["training_data"] == "real"), None)
+    image = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 60, 20, size[0] - 20, size[1] - 50
+    draw.rectangle([left, top, right, bottom], outline=0)
+    if points:
+        fids = [p[0] for p in points]
+        lo, hi = min(fids), max(fids)
+        span = (hi - lo) or max(hi, 1.0)
+        lo, hi = lo - 0.1 * span, hi + 0.1 * span
+
+        def xy(fid, dice):
+            return (left + (fid - lo) / (hi - lo) * (right - left), bottom - max(0.0, min(1.0, dice)) * (bottom - top))
+
+        if real is not None and math.isfinite(real):
+            y = xy(lo, real)[1]
+            for x in range(left, right, 8):
+                draw.line([x, y, min(x + 4, right), y], fill=120)
+            draw.text((right - 110, y - 12), f"real data {real:.2f}", fill=80)
+        for fid, dice, label in points:
+            x, y = xy(fid, dice)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=0)
+            draw.text((x + 6, y - 6), label, fill=0)
+        for k in range(5):
+            value = lo + k * (hi - lo) / 4
+            x = xy(value, 0)[0]
+            draw.line([x, bottom, x, bottom + 4], fill=0)
+            draw.text((x - 14, bottom + 6), f"{value:.3g}", fill=0)
+    for k in range(6):
+        y = bottom - k / 5 * (bottom - top)
+        draw.line([left - 4, y, left, y], fill=0)
+        draw.text((left - 30, y - 6), f"{k / 5:.1f}", fill=0)
+    draw.text((left + 60, size[1] - 22), f"Frechet distance ({name} features)", fill=0)
+    draw.text((4, top - 14), "Dice (synthetic-only U-Net)", fill=0)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", optimize=True)
+    return Path(path)
