@@ -41,6 +41,20 @@ def losses(run: Path) -> dict:
     return {"steps": steps, "g_total": {r["step"]: r["g_total"] for r in records if "g_total" in r}}
 
 
+def logged_steps(run: Path) -> int:
+    """The last step logged in ``metrics.jsonl`` (0 before the first)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    last = 0
+    for line in path.read_text().splitlines():
+        try:
+            last = max(last, int(json.loads(line).get("step", 0)))
+        except (ValueError, AttributeError):  # a line being written
+            continue
+    return last
+
+
 def fit(recipe: Path, *extra: str, wait: bool = True):
     command = [sys.executable, "-m", "translate.cli", "fit", str(recipe), "--quiet", *extra]
     if wait:
@@ -76,8 +90,14 @@ def main(argv=None) -> int:
     while attempts < 10 * args.kills and kills < args.kills:
         attempts += 1
         resume = (killed_dir / "checkpoints" / "last.pt").is_file()
+        # Kill at a random moment after a random number of further steps: chosen by progress, not by
+        # the straight run's wall time, so a loaded machine cannot let the run finish first.
+        done = logged_steps(killed_dir)
+        target = done + rng.randint(1, max(1, (args.steps - done) // (args.kills - kills + 1)))
         process = fit(runs["killed"], *(["--resume"] if resume else []), wait=False)
-        time.sleep(rng.uniform(0.15, 0.35) * duration)
+        while process.poll() is None and logged_steps(killed_dir) < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))  # anywhere inside the step, its logging or a checkpoint write
         if process.poll() is not None:  # finished before the kill
             break
         os.kill(process.pid, signal.SIGKILL)
