@@ -50,6 +50,9 @@ ROWS = {
     "monai-unet-l1": ("MONAI residual U-Net (16-32-64-128-256, 2 res units), L1 only", "recipes/mr2ct-real.yaml",
                       ["model.networks={generator: {name: monai_unet, channels: [16, 32, 64, 128, 256], num_res_units: 2}}",
                        L1_ONLY]),
+    "pix2pix-monai": ("recipes/mr2ct-real.yaml (LSGAN 0.1 + 100 L1) with the MONAI residual U-Net generator",
+                      "recipes/mr2ct-real.yaml",
+                      ["model.networks.generator={name: monai_unet, channels: [16, 32, 64, 128, 256], num_res_units: 2}"]),
 }
 
 
