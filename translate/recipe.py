@@ -133,6 +133,9 @@ class TrainerConfig(_Strict):
     best_metric: Optional[str] = Field(None, description="validation metric that picks best.pt; default by output domain")
     amp: bool = Field(False, description="mixed precision (CUDA only; ignored on CPU)")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss or gradient: stop with one line "
+                                            "naming the term, or skip that step's update and count it")
+    max_nan_skips: int = Field(10, ge=0, description="on_nan=skip: the run stops at the first non-finite step beyond this many")
 
     @field_validator("device")
     @classmethod

@@ -20,6 +20,8 @@ from .validation import build_validator
 
 #: what a run writes into trainer.out_dir (and all that --overwrite removes)
 RUN_ARTIFACTS = ("checkpoints", "images", "tensorboard", "metrics.jsonl", "recipe.yaml")
+#: trainer keys a --resume may change (e.g. to skip the non-finite step a run stopped at)
+RESUME_MAY_CHANGE = ("on_nan", "max_nan_skips")
 
 
 def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
@@ -29,6 +31,10 @@ def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
         return
     stored = yaml.safe_load(stored_path.read_text()) or {}
     current = recipe_to_dict(recipe)
+    for tree in (stored, current):  # keys that change what happens after a fault, never a result
+        if isinstance(tree, dict) and isinstance(tree.get("trainer"), dict):
+            for key in RESUME_MAY_CHANGE:
+                tree["trainer"].pop(key, None)
 
     def first_difference(a, b, prefix=""):
         if isinstance(a, dict) and isinstance(b, dict):
@@ -92,7 +98,8 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
         log_every=recipe.trainer.log_every, amp=recipe.trainer.amp,
         extra_state={"recipe": resolved, "domains": domain_state(domains)}, stop_after=stop_after,
         show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every,
-        best_metric=best_metric, lower_is_better=lower_is_better(best_metric))
+        best_metric=best_metric, lower_is_better=lower_is_better(best_metric),
+        on_nan=recipe.trainer.on_nan, max_nan_skips=recipe.trainer.max_nan_skips)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
     sizes = ", ".join(f"{role} {count_parameters(net):,}" for role, net in model.networks().items())
