@@ -234,7 +234,11 @@ def load_recipe(path: str | Path | None = None, overrides: List[str] | None = No
         if not path.is_file():
             raise TranslateError(f"recipe file not found: {path}")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise TranslateError(f"{path}: not UTF-8 text (byte {err.start}); expected a YAML recipe") from None
+        except RecursionError:
+            raise TranslateError(f"{path}: nested too deeply to be a recipe; expected a YAML mapping of sections") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
