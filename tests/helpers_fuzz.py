@@ -121,7 +121,7 @@ def write_seeds(folder: Path, recipe_tree: Optional[dict] = None, data_root: Opt
 def target_file(kind: str, case_root: Path) -> Path:
     """The file a case mutates inside its copy of the seed: one slice of a series, split.json of a root."""
     if kind == "dicom":
-        return sorted(case_root.glob("*.dcm"))[1]
+        return sorted(p for p in case_root.iterdir() if p.is_file())[1]
     if kind == "split":
         return case_root / "split.json"
     return case_root
