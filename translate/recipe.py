@@ -245,7 +245,10 @@ def load_recipe(path: str | Path | None = None, overrides: List[str] | None = No
             raise TranslateError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
         if not isinstance(tree, dict):
             raise TranslateError(f"{path}: expected a mapping of sections (model, data, objective, ...)")
-    tree = apply_overrides(dict(tree), overrides or [])
+    try:
+        tree = apply_overrides(dict(tree), overrides or [])
+    except TranslateError as err:  # e.g. the recipe's `trainer:` is not a section
+        raise TranslateError(f"{source}: {err}") from None
     _check_moved(tree, source)
     try:
         recipe = Recipe.model_validate(tree)
