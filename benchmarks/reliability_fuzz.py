@@ -71,6 +71,21 @@ def argv_for(kind: str, given: Path, seeds: dict, work: Path) -> tuple[list, Pat
     return ["evaluate", str(given), str(seeds[kind]), "--out", str(work / "metrics.json")], given
 
 
+def summary(args, argv, started, results, findings, agree, sitk, nibabel, pydicom, yaml) -> dict:
+    totals = {key: sum(r[key] for r in results.values())
+              for key in ("tried", "read", "one_line_error", "bad_error", "traceback", "crash", "hang")}
+    return {
+        "command": "python benchmarks/reliability_fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": MACHINE,
+        "seconds": round(time.perf_counter() - started, 1),
+        "versions": {"python": platform.python_version(), "SimpleITK": sitk.Version.VersionString(),
+                     "nibabel": nibabel.__version__, "pydicom": pydicom.__version__, "pyyaml": yaml.__version__},
+        "per_kind": results, "totals": totals,
+        "failures": totals["bad_error"] + totals["traceback"] + totals["crash"] + totals["hang"],
+        "console_script_sample": agree, "findings": dict(findings),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-kind", type=int, default=200, help="mutated files per reader")
@@ -78,7 +93,13 @@ def main(argv=None) -> int:
                         help="mutated slices of the real 512 x 512 DICOM series (each evaluate takes seconds)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a case counts as a hang")
-    parser.add_argument("--executable-sample", type=int, default=1, help="cases per kind also run as `translate ...`")
+    parser.add_argument("--executable-kinds", default="nifti_gz,split,recipe",
+                        help="kinds whose first case is also run through `python -m translate.cli` in a fresh process")
+    parser.add_argument("--kinds", default=None, help="comma-separated subset of the kinds (default: all)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only these kinds' results in an existing --out JSON (each keeps its command)")
+    parser.add_argument("--sample-timeout", type=float, default=900.0,
+                        help="seconds for one fresh `python -m translate.cli` (imports included)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -104,6 +125,8 @@ def main(argv=None) -> int:
             shutil.copy(name, work / "seeds" / "dicom_real")
         seeds["dicom_real"] = work / "seeds" / "dicom_real"
         kinds.insert(len(VOLUME_KINDS), "dicom_real")
+    if args.kinds:
+        kinds = [kind for kind in kinds if kind in args.kinds.split(",")]
 
     rng = random.Random(args.seed)
     process = ReaderProcess(preload="cli", log=work / "cli.log")
@@ -131,12 +154,16 @@ def main(argv=None) -> int:
                 findings[kind].append({"index": index, "operation": operation, "seed": case_seed, "outcome": outcome,
                                        "stderr": reply.get("stderr", "")[-300:], "traceback": reply.get("traceback", "")[-600:],
                                        "kept": str(kept)})
-            if index < args.executable_sample:
+            if index == 0 and kind in args.executable_kinds.split(","):
                 sample.append((kind, operation, case_seed, reply.get("code"), outcome))
         results[kind] = {"tried": tried, **{k: counts.get(k, 0) for k in
                          ("read", "one_line_error", "bad_error", "traceback", "crash", "hang")},
                          "operations": dict(operations), "seconds": round(time.perf_counter() - kind_started, 1)}
         print(kind, results[kind], flush=True)
+        if args.out and not args.merge:  # partial results survive an interrupted campaign
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(summary(args, argv, started, results, findings, [], sitk, nibabel,
+                                                   pydicom, yaml), indent=2) + "\n")
     process.close()
 
     # the same cases through the console script, in fresh processes
@@ -146,23 +173,33 @@ def main(argv=None) -> int:
                           {**seeds, "dicom": seeds["dicom_real"]}, work / "case", operation, case_seed)
         command, named = argv_for(kind, given, seeds, work)
         done = subprocess.run([sys.executable, "-m", "translate.cli", *command], capture_output=True, text=True,
-                              timeout=args.timeout)
+                              timeout=args.sample_timeout)
         same = done.returncode == code and "Traceback" not in done.stderr
         agree.append({"kind": kind, "operation": operation, "in_process_exit": code, "executable_exit": done.returncode,
                       "agree": same})
 
-    totals = {key: sum(r[key] for r in results.values())
-              for key in ("tried", "read", "one_line_error", "bad_error", "traceback", "crash", "hang")}
-    record = {
-        "command": "python benchmarks/reliability_fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": MACHINE,
-        "seconds": round(time.perf_counter() - started, 1),
-        "versions": {"python": platform.python_version(), "SimpleITK": sitk.Version.VersionString(),
-                     "nibabel": nibabel.__version__, "pydicom": pydicom.__version__, "pyyaml": yaml.__version__},
-        "per_kind": results, "totals": totals,
-        "failures": totals["bad_error"] + totals["traceback"] + totals["crash"] + totals["hang"],
-        "console_script_sample": agree, "findings": dict(findings),
-    }
+    record = summary(args, argv, started, results, findings, [], sitk, nibabel, pydicom, yaml)
+    if args.out and not args.merge:  # written now, in case the console-script sample below is cut short
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+    record = summary(args, argv, started, results, findings, agree, sitk, nibabel, pydicom, yaml)
+    if args.merge and args.out and args.out.is_file():  # earlier kinds kept, with the command that measured them
+        earlier = json.loads(args.out.read_text())
+        command = record["command"]
+        for kind, result in earlier["per_kind"].items():
+            result.setdefault("command", earlier["command"])
+        for kind, result in results.items():
+            result["command"] = command
+        merged_results = {**earlier["per_kind"], **results}
+        merged_findings = {**earlier.get("findings", {}), **dict(findings)}
+        for kind in results:
+            if kind not in findings:
+                merged_findings.pop(kind, None)
+        merged_agree = [a for a in earlier.get("console_script_sample", []) if a["kind"] not in results] + agree
+        record = summary(args, argv, started, merged_results, merged_findings, merged_agree, sitk, nibabel, pydicom, yaml)
+        record["command"] = "several: see each per_kind entry's command"
+    totals = record["totals"]
     text = json.dumps(record, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
