@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     record = {"command": "python benchmarks/test_census.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "runs": "CI=true .ci/run (make test: pytest -n 2)", "date": time.strftime("%Y-%m-%d %H:%M"),
               "machine": MACHINE, "seconds": round(seconds, 1), "ci_run_exit_status": done.returncode,
-              **{k: ran.get(k) for k in ("passed", "failed", "errors", "skipped", "xfailed", "skipped_tests")},
+              **{k: ran.get(k) for k in ("passed", "failed", "errors", "skipped", "xfailed", "skipped_tests", "failed_tests")},
+              "load_average_1min_at_end": os.getloadavg()[0],
               "output_tail": tail}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def pytest_runtest_makereport(item, call):
 
 
 # ----------------------------------------------------------------------------- what ran: `.ci/run` reads it
-_RAN = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "xfailed": 0, "skipped_tests": []}
+_RAN = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "xfailed": 0, "skipped_tests": [], "failed_tests": []}
 
 
 def pytest_runtest_logreport(report):
@@ -111,8 +111,11 @@ def pytest_runtest_logreport(report):
                                       "allowed_skip": "allowed_skip" in report.keywords})
     elif report.when == "call":
         _RAN["passed" if report.passed else "failed"] += 1
+        if report.failed:
+            _RAN["failed_tests"].append(report.nodeid)
     elif report.failed:  # an error in set-up or tear-down
         _RAN["errors"] += 1
+        _RAN["failed_tests"].append(report.nodeid)
 
 
 def pytest_sessionfinish(session, exitstatus):
