@@ -103,3 +103,37 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, where every test must run: {reason}"
+
+
+# ----------------------------------------------------------------------------- what ran: `.ci/run` reads it
+_RAN = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "xfailed": 0, "skipped_tests": [], "failed_tests": []}
+
+
+def pytest_runtest_logreport(report):
+    """Count outcomes (on the xdist controller too, which receives every worker's reports)."""
+    if report.skipped:
+        if hasattr(report, "wasxfail"):
+            _RAN["xfailed"] += 1
+            return
+        _RAN["skipped"] += 1
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _RAN["skipped_tests"].append({"test": report.nodeid, "reason": reason,
+                                      "allowed_skip": "allowed_skip" in report.keywords})
+    elif report.when == "call":
+        _RAN["passed" if report.passed else "failed"] += 1
+        if report.failed:
+            _RAN["failed_tests"].append(report.nodeid)
+    elif report.failed:  # an error in set-up or tear-down
+        _RAN["errors"] += 1
+        _RAN["failed_tests"].append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With ``TRANSLATE_TEST_SUMMARY=path`` set, write what ran there as JSON (controller only)."""
+    import json
+
+    target = os.environ.get("TRANSLATE_TEST_SUMMARY")
+    if not target or hasattr(session.config, "workerinput"):
+        return
+    Path(target).write_text(json.dumps({**_RAN, "exit_status": int(exitstatus), "ci": bool(os.environ.get("CI"))},
+                                       indent=1) + "\n")

@@ -138,3 +138,32 @@ def test_bad_input():
         cartesian_mask((8, 8), center_fraction=1.5)
     with pytest.raises(MissingTensorError, match="kspace_mask"):
         KSpace(mask="kspace_mask")({"fake_b": x, "real_b": x})
+
+
+def _centred_dft_numpy(x: np.ndarray) -> np.ndarray:
+    """Centred orthonormal DFT over the spatial axes, written from the definition: an explicit DFT
+    matrix per axis whose frequency and position indices both run from -n//2 (DC at index n//2)."""
+    out = x.astype(np.complex128)
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        index = np.arange(n) - n // 2
+        matrix = np.exp(-2j * np.pi * np.outer(index, index) / n) / np.sqrt(n)
+        out = np.moveaxis(np.tensordot(matrix, np.moveaxis(out, axis, 0), axes=(1, 0)), 0, axis)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 8, 10), (1, 2, 5, 7), (1, 1, 4, 6, 5)])
+@pytest.mark.parametrize("kind", ["complex", "log_magnitude"])
+def test_kspace_loss_equals_an_independent_numpy_implementation(shape, kind):
+    """``kspace_loss`` itself (not its FFT helper) against the formula in numpy, with and without a mask,
+    on even and odd sizes (where a wrong centring would show)."""
+    p, t = rand(*shape, seed=10).numpy(), rand(*shape, seed=11).numpy()
+    kp, kt = _centred_dft_numpy(p), _centred_dft_numpy(t)
+    values = np.abs(kp - kt) if kind == "complex" else np.abs(np.log1p(np.abs(kp)) - np.log1p(np.abs(kt)))
+    mask = (np.random.default_rng(0).uniform(size=shape[2:]) < 0.5).astype(np.float64)
+    mask.flat[0] = 1.0
+    weights = np.broadcast_to(mask, values.shape)
+    for m, expected in ((None, values.mean()), (mask, (values * weights).sum() / weights.sum())):
+        got = kspace_loss(torch.from_numpy(p), torch.from_numpy(t), kind,
+                          mask=None if m is None else torch.from_numpy(m).float())
+        assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-7), (kind, m is not None)

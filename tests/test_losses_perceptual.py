@@ -164,16 +164,36 @@ def test_vgg19_layer_names():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lpips passes torchvision's deprecated `pretrained`
-def test_agrees_with_lpips_vgg16():
+@pytest.mark.parametrize("channels", [1, 3])
+def test_agrees_with_lpips_vgg16_preprocessing_features_and_value(channels):
+    """The whole path against the ``lpips`` package on the same random VGG16 weights: raw images in
+    [-1, 1] go through lpips' own ``ScalingLayer`` and trunk (``LPIPS(net="vgg", pnet_rand=True)``),
+    and through ours (grayscale repeated to RGB, [0, 1], ImageNet mean/std); features and the
+    perceptual loss value (l1 and l2, weighted layers) must agree."""
     lpips = pytest.importorskip("lpips")
     torch.manual_seed(0)
-    peer = lpips.pretrained_networks.vgg16(requires_grad=False, pretrained=False).eval()
+    peer = lpips.LPIPS(net="vgg", lpips=False, pnet_rand=True, pretrained=False, verbose=False).eval()
     layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
     ours = VGGFeatures(layers=layers, weights=None)
-    state = {k.split(".", 1)[1]: v for k, v in peer.state_dict().items()}  # "slice2.5.weight" -> "5.weight"
+    state = {k.split(".", 1)[1]: v for k, v in peer.net.state_dict().items()}  # "slice2.5.weight" -> "5.weight"
     ours.features.load_state_dict(state)
-    x, _ = _images(2, 1, 16, 16)
+    x, y = _images(2, channels, 24, 24)
+    rgb = lambda t: t.expand(-1, 3, -1, -1)  # noqa: E731 - lpips takes RGB: grayscale repeated, as ours does
     with torch.no_grad():
-        theirs, mine = peer(ours.preprocess(x)), ours(x)
+        theirs_x, theirs_y = peer.net(peer.scaling_layer(rgb(x))), peer.net(peer.scaling_layer(rgb(y)))
+        mine_x = ours(x)
     for name in layers:
-        torch.testing.assert_close(mine[name], getattr(theirs, name))
+        torch.testing.assert_close(mine_x[name], getattr(theirs_x, name), rtol=1e-4, atol=1e-5)
+    weights = (0.5, 1.0, 0.25, 2.0, 1.5)
+    for kind, power in (("l1", 1), ("l2", 2)):
+        expected = sum(w * (getattr(theirs_x, n) - getattr(theirs_y, n)).abs().pow(power).mean()
+                       for w, n in zip(weights, layers))
+        with torch.no_grad():
+            value = perceptual_loss(x, y, ours, layer_weights=weights, kind=kind)
+        torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-6)
+    # and lpips' own number on these features: its baseline distance, from its unit-normalised features
+    with torch.no_grad():
+        baseline = peer(rgb(x), rgb(y)).flatten()
+        unit = lambda f: f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # noqa: E731
+        from_ours = sum((unit(mine_x[n]) - unit(ours(y)[n])).pow(2).sum(1).mean((1, 2)) for n in layers)
+    torch.testing.assert_close(from_ours, baseline, rtol=1e-4, atol=1e-6)

@@ -133,6 +133,9 @@ class TrainerConfig(_Strict):
     best_metric: Optional[str] = Field(None, description="validation metric that picks best.pt; default by output domain")
     amp: bool = Field(False, description="mixed precision (CUDA only; ignored on CPU)")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss or gradient: stop with one line "
+                                            "naming the term, or skip that step's update and count it")
+    max_nan_skips: int = Field(10, ge=0, description="on_nan=skip: the run stops at the first non-finite step beyond this many")
 
     @field_validator("device")
     @classmethod
@@ -244,14 +247,21 @@ def load_recipe(path: str | Path | None = None, overrides: List[str] | None = No
         if not path.is_file():
             raise TranslateError(f"recipe file not found: {path}")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise TranslateError(f"{path}: not UTF-8 text (byte {err.start}); expected a YAML recipe") from None
+        except RecursionError:
+            raise TranslateError(f"{path}: nested too deeply to be a recipe; expected a YAML mapping of sections") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
             raise TranslateError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
         if not isinstance(tree, dict):
             raise TranslateError(f"{path}: expected a mapping of sections (model, data, objective, ...)")
-    tree = apply_overrides(dict(tree), overrides or [])
+    try:
+        tree = apply_overrides(dict(tree), overrides or [])
+    except TranslateError as err:  # e.g. the recipe's `trainer:` is not a section
+        raise TranslateError(f"{source}: {err}") from None
     _check_moved(tree, source)
     try:
         recipe = Recipe.model_validate(tree)

@@ -77,6 +77,7 @@ def read_volume(path: str | Path, *, what: str = "volume") -> sitk.Image:
         image = _read_dicom_folder(path, what)
     else:
         _check_nifti_file(path, what)
+        _check_metaimage_file(path, what)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as err:
@@ -164,6 +165,8 @@ def _check_nifti_file(path: Path, what: str) -> None:
             head = stream.read(540)  # NIfTI-2 header size; a NIfTI-1 header is 348 bytes
     except EOFError:
         raise TranslateError(f"cannot read {what} {path}: truncated gzip stream; {_EXPECTED}") from None
+    except zlib.error as err:  # a damaged deflate stream
+        raise TranslateError(f"cannot read {what} {path}: damaged gzip stream ({err}); {_EXPECTED}") from None
     except OSError:  # not gzip at all: ITK's message says more
         return
     classes = {348: nibabel.Nifti1Header, 540: nibabel.Nifti2Header}
@@ -171,20 +174,82 @@ def _check_nifti_file(path: Path, what: str) -> None:
     if not sizes:  # not a NIfTI header: ITK's message says more
         return
     size = sizes.pop()
-    # check=False: headers with harmless oddities (bad qform code...) still give a valid data size
-    header = classes[size](binaryblock=head[:size], check=False)
-    expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
-    actual = path.stat().st_size if suffix == ".nii" else _gzip_length(path, expected)
+    if len(head) < size:
+        raise TranslateError(f"cannot read {what} {path}: truncated NIfTI header, {len(head)} of {size} bytes; {_EXPECTED}")
+    try:
+        # check=False: headers with harmless oddities (bad qform code...) still give a valid data size
+        header = classes[size](binaryblock=head[:size], check=False)
+        dtype = header.get_data_dtype()
+        expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=object)) * dtype.itemsize
+    except Exception as err:  # nibabel: unknown datatype code (KeyError), impossible dims or offset ...
+        raise TranslateError(f"cannot read {what} {path}: damaged NIfTI header ({type(err).__name__}: "
+                             f"{str(err)[:80]}); {_EXPECTED}") from None
+    try:
+        actual = path.stat().st_size if suffix == ".nii" else _gzip_length(path, expected)
+    except zlib.error as err:
+        raise TranslateError(f"cannot read {what} {path}: damaged gzip stream ({err}); {_EXPECTED}") from None
     if actual is None:
         raise TranslateError(f"cannot read {what} {path}: truncated gzip stream; {_EXPECTED}")
     if actual < expected:
         raise TranslateError(f"cannot read {what} {path}: truncated, {actual} of {expected} bytes; {_EXPECTED}")
-    dtype = header.get_data_dtype()
     if dtype.kind == "f":
-        bad = _count_nonfinite(path, suffix == ".nii.gz", int(header.get_data_offset()),
-                               int(np.prod(header.get_data_shape())), dtype)
+        try:
+            bad = _count_nonfinite(path, suffix == ".nii.gz", int(header.get_data_offset()),
+                                   int(np.prod(header.get_data_shape(), dtype=object)), dtype)
+        except (zlib.error, EOFError, OSError) as err:
+            raise TranslateError(f"cannot read {what} {path}: damaged gzip stream ({err}); {_EXPECTED}") from None
         if bad:
             raise TranslateError(f"{what} {path} contains {bad} NaN/Inf voxels")
+
+
+#: MetaImage element types (MetaIO's MET_ValueEnumType names)
+_MET_TYPES = {f"MET_{t}" for t in ("CHAR", "UCHAR", "SHORT", "USHORT", "INT", "UINT", "LONG", "ULONG", "LONG_LONG",
+                                  "ULONG_LONG", "FLOAT", "DOUBLE", "STRING", "CHAR_ARRAY", "UCHAR_ARRAY",
+                                  "SHORT_ARRAY", "USHORT_ARRAY", "INT_ARRAY", "UINT_ARRAY", "LONG_ARRAY",
+                                  "ULONG_ARRAY", "LONG_LONG_ARRAY", "ULONG_LONG_ARRAY", "FLOAT_ARRAY",
+                                  "DOUBLE_ARRAY", "FLOAT_MATRIX", "OTHER")}
+
+
+def _check_metaimage_file(path: Path, what: str) -> None:
+    """Refuse a damaged MetaImage header before ITK parses it: MetaIO can crash the interpreter on some
+    (e.g. an ``ElementDataFile = LOCAL`` line whose newline is lost: ITK 5.4 then corrupts its heap)."""
+    suffix = volume_suffix(path)
+    if suffix not in (".mha", ".mhd"):
+        return
+    with open(path, "rb") as stream:
+        head = stream.read(1 << 16)
+    bad = f"cannot read {what} {path}: damaged MetaImage header"
+    end = head.find(b"ElementDataFile")
+    end = head.find(b"\n", end) if end >= 0 else -1
+    if end < 0:
+        raise TranslateError(f"{bad} (no complete ElementDataFile line); {_EXPECTED}")
+    try:
+        text = head[:end].decode("ascii")
+    except UnicodeDecodeError:
+        raise TranslateError(f"{bad} (bytes that are not text); {_EXPECTED}") from None
+    fields: Dict[str, str] = {}
+    for number, line in enumerate(text.replace("\r", "").split("\n"), start=1):
+        if not line.strip():
+            continue
+        match = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*[=:]\s*([\x20-\x7e\t]*?)\s*", line)
+        if match is None:
+            raise TranslateError(f"{bad} (line {number} is not 'Key = Value'); {_EXPECTED}")
+        fields[match.group(1)] = match.group(2)
+    try:
+        ndims = int(fields.get("NDims", ""))
+        sizes = [int(v) for v in fields.get("DimSize", "").split()]
+    except ValueError:
+        raise TranslateError(f"{bad} (NDims or DimSize is not an integer); {_EXPECTED}") from None
+    if not 1 <= ndims <= 10 or len(sizes) != ndims or min(sizes) < 1:
+        raise TranslateError(f"{bad} (NDims {fields.get('NDims')!r} and DimSize {fields.get('DimSize')!r} disagree); "
+                             f"{_EXPECTED}")
+    if fields.get("ElementType") not in _MET_TYPES:
+        raise TranslateError(f"{bad} (ElementType {fields.get('ElementType')!r}); {_EXPECTED}")
+    data_file = fields.get("ElementDataFile", "")
+    if suffix == ".mha" and data_file != "LOCAL":
+        raise TranslateError(f"{bad} (ElementDataFile {data_file!r}; expected LOCAL in a .mha); {_EXPECTED}")
+    if suffix == ".mhd" and data_file != "LOCAL" and not (path.parent / data_file).is_file():
+        raise TranslateError(f"{what} {path}: its data file {data_file!r} (ElementDataFile) is not beside it")
 
 
 def _count_nonfinite(path: Path, gz: bool, offset: int, count: int, dtype: np.dtype) -> int:

@@ -30,9 +30,11 @@ def read_split(root: Path) -> dict:
     if not split_file.is_file():
         raise TranslateError(f'data.root {root}: no split.json (expected {{"train": [ids], "val": [ids], "test": [ids]}})')
     try:
-        splits = json.loads(split_file.read_text())
+        splits = json.loads(split_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TranslateError(f"{split_file}: invalid JSON ({err})") from None
+    except RecursionError:
+        raise TranslateError(f"{split_file}: invalid JSON (nested too deeply)") from None
     if not isinstance(splits, dict) or not all(
             isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in splits.values()):
         raise TranslateError(f"{split_file}: expected an object mapping split names to lists of subject folder names")

@@ -92,7 +92,7 @@ def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, 
             kwargs["out_channels"] = rule.outputs(channels)
         try:
             network = registry.build(spec.name, **kwargs)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, TranslateError) as err:
             raise TranslateError(f"model.networks.{role} ({spec.name}): {err}") from None
         if not isinstance(network, nn.Module):
             raise TranslateError(f"model.networks.{role}: {spec.name!r} did not build a torch.nn.Module")

@@ -88,6 +88,7 @@ def _check(recipe: Recipe, check_data: bool) -> None:
     check_device(recipe.trainer.device)
 
     g_objective, d_objective = build_objectives(recipe)
+    _check_networks_build(recipe, domains)
     roles = model_cls.roles
     discriminators = [r for r in recipe.model.networks if roles[r].group == "discriminator"]
     if discriminators and not len(d_objective):
@@ -117,6 +118,20 @@ def _check(recipe: Recipe, check_data: bool) -> None:
             raise TranslateError(f"trainer.val_every: {recipe.trainer.val_every}, but split "
                                  f"{recipe.data.val_split!r} of {recipe.data.root / 'split.json'} {have}; "
                                  f"set trainer.val_every=0, data.val_split, or data.val_block to hold out slices")
+
+
+def _check_networks_build(recipe: Recipe, domains) -> None:
+    """Construct the networks on the meta device (no memory, no initialisation), so a misspelt or
+    wrong keyword argument is refused at load, naming the recipe and the key."""
+    from .build import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(recipe, domains, initialise=False)
+    except TranslateError:
+        raise
+    except Exception:  # a network that cannot be built on the meta device: the real build reports its errors
+        pass
 
 
 def lower_is_better(metric: str) -> bool:

@@ -129,6 +129,13 @@ class RunLogger:
         else:
             print(f"step {step}: {text}", file=sys.stderr, flush=True)
 
+    def message(self, text: str) -> None:
+        """One line for the user (e.g. a skipped step), above the progress bar when there is one."""
+        if self.progress is not None and self.is_terminal:
+            self.progress.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def preview(self, step: int, batch: Mapping[str, Any], generated: Mapping[str, Any]) -> None:
         source = batch.get("real_a")
         translated = generated.get("fake_b")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -20,6 +21,8 @@ from .validation import build_validator
 
 #: what a run writes into trainer.out_dir (and all that --overwrite removes)
 RUN_ARTIFACTS = ("checkpoints", "images", "tensorboard", "metrics.jsonl", "recipe.yaml")
+#: trainer keys a --resume may change (e.g. to skip the non-finite step a run stopped at)
+RESUME_MAY_CHANGE = ("on_nan", "max_nan_skips")
 
 
 def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
@@ -29,6 +32,10 @@ def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
         return
     stored = yaml.safe_load(stored_path.read_text()) or {}
     current = recipe_to_dict(recipe)
+    for tree in (stored, current):  # keys that change what happens after a fault, never a result
+        if isinstance(tree, dict) and isinstance(tree.get("trainer"), dict):
+            for key in RESUME_MAY_CHANGE:
+                tree["trainer"].pop(key, None)
 
     def first_difference(a, b, prefix=""):
         if isinstance(a, dict) and isinstance(b, dict):
@@ -45,15 +52,51 @@ def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
                              f"resume with the same recipe, or start a new trainer.out_dir")
 
 
+def _is_run_folder(out_dir: Path) -> bool:
+    """True when ``out_dir/recipe.yaml`` is the recipe a run wrote there (what ``--overwrite`` may replace):
+    a recipe whose ``trainer.out_dir`` is this folder (or one of the same name: a run folder moved), not a
+    user's own recipe that happens to lie in the folder."""
+    try:
+        stored = yaml.safe_load((out_dir / "recipe.yaml").read_text(encoding="utf-8"))
+        written_to = Path(stored["trainer"]["out_dir"])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, TypeError, KeyError):
+        return False
+    return ({"model", "data", "objective", "trainer"} <= set(stored)
+            and (written_to.resolve() == out_dir.resolve() or written_to.name == out_dir.resolve().name))
+
+
+def check_out_dir(out_dir: Path, *, overwrite: bool) -> list:
+    """What a run may touch in ``trainer.out_dir``: one line for a folder it must not write into or
+    delete from. Returns the run artifacts present (what ``--overwrite`` removes)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TranslateError(f"trainer.out_dir {out_dir} is a file; expected a folder for the run")
+    resolved = out_dir.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        raise TranslateError(f"trainer.out_dir {out_dir} is {resolved}, the filesystem root or your home folder; "
+                             f"give the run a folder of its own, e.g. trainer.out_dir=runs/experiment")
+    artifacts = [out_dir / name for name in RUN_ARTIFACTS if (out_dir / name).exists() or (out_dir / name).is_symlink()]
+    for path in artifacts:  # a link would make the run write (or --overwrite delete) outside trainer.out_dir
+        if path.is_symlink():
+            raise TranslateError(f"trainer.out_dir {out_dir}: {path.name} is a symbolic link to {os.readlink(path)}; "
+                                 f"a run writes and deletes only inside its folder: replace the link by a real "
+                                 f"{'file' if '.' in path.name else 'folder'}, or link trainer.out_dir itself")
+    if overwrite and artifacts and not _is_run_folder(out_dir):
+        names = ", ".join(path.name for path in artifacts)
+        raise TranslateError(f"--overwrite: trainer.out_dir {out_dir} holds {names} but no recipe.yaml of a "
+                             f"translate run, so it is not a run folder; nothing was removed: move them away "
+                             f"or choose another trainer.out_dir")
+    return artifacts
+
+
 def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int] = None,
                show_progress: bool = True, announce: Callable[[str], None] = print,
                overwrite: bool = False) -> Dict[str, Any]:
     """Build everything the recipe names and train; returns the trainer's summary."""
     out_dir = recipe.trainer.out_dir
+    artifacts = check_out_dir(out_dir, overwrite=overwrite and not resume)
     last = out_dir / "checkpoints" / "last.pt"
     if resume and not last.is_file():
         raise TranslateError(f"--resume: no checkpoint at {last} (trainer.out_dir={out_dir})")
-    artifacts = [out_dir / name for name in RUN_ARTIFACTS if (out_dir / name).exists()]
     if not resume and artifacts and not overwrite:
         raise TranslateError(f"trainer.out_dir {out_dir} already holds a run; pass --resume to continue it, "
                              f"--overwrite to replace it, or choose another trainer.out_dir=...")
@@ -92,7 +135,8 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
         log_every=recipe.trainer.log_every, amp=recipe.trainer.amp,
         extra_state={"recipe": resolved, "domains": domain_state(domains)}, stop_after=stop_after,
         show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every,
-        best_metric=best_metric, lower_is_better=lower_is_better(best_metric))
+        best_metric=best_metric, lower_is_better=lower_is_better(best_metric),
+        on_nan=recipe.trainer.on_nan, max_nan_skips=recipe.trainer.max_nan_skips)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
     sizes = ", ".join(f"{role} {count_parameters(net):,}" for role, net in model.networks().items())

@@ -7,9 +7,9 @@ One step = a generator update then a discriminator update, each driven by an
 from __future__ import annotations
 
 import json
-import math
 import signal
 import threading
+import warnings
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
@@ -60,6 +60,18 @@ class _StopOnSignal:
             signal.signal(signum, handler)
 
 
+class NonFiniteStep(Exception):
+    """A loss or gradient went non-finite during one side's update; that update was not applied.
+
+    ``what`` is ``"loss"`` or ``"gradient"``; ``terms`` are the logged part names (``g_pixel``,
+    ``d_adversarial``) that went non-finite, or ``["g_total"]`` when no single part did.
+    """
+
+    def __init__(self, side: str, what: str, terms: List[str]):
+        self.side, self.what, self.terms = side, what, terms
+        super().__init__(f"non-finite {what} in {', '.join(terms)}")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU."""
     if name == "auto":
@@ -106,7 +118,8 @@ class Trainer:
                  extra_state: Optional[Dict[str, Any]] = None, stop_after: Optional[int] = None,
                  show_progress: bool = True,
                  validate: Optional[Callable[[TranslationModel, torch.device], Dict[str, float]]] = None,
-                 val_every: int = 0, best_metric: str = "val_mae_hu", lower_is_better: bool = True):
+                 val_every: int = 0, best_metric: str = "val_mae_hu", lower_is_better: bool = True,
+                 on_nan: str = "stop", max_nan_skips: int = 10):
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device)
         self.g_objective = generator_objective.to(self.device)
@@ -122,6 +135,12 @@ class Trainer:
         self.best_metric, self.lower_is_better = best_metric, lower_is_better
         self.amp = bool(amp) and self.device.type == "cuda"
         self.step = 0
+        if on_nan not in ("stop", "skip"):
+            raise TranslateError(f"trainer.on_nan: {on_nan!r}; expected 'stop' or 'skip'")
+        self.on_nan, self.max_nan_skips = on_nan, int(max_nan_skips)
+        self.nan_skips = 0  # steps whose update was skipped for a non-finite loss or gradient (kept in checkpoints)
+        self._saved_step: Optional[int] = None  # step of the last checkpoint written or loaded
+        self._last = None
 
         groups = model.parameter_groups()
         # loss terms with parameters of their own (e.g. a trainable segmentor) join their side's optimiser
@@ -152,13 +171,14 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-            "rng": rng, "best_val": self.best_val, **self.extra_state,
+            "rng": rng, "best_val": self.best_val, "nan_skips": self.nan_skips, **self.extra_state,
         }
 
     def save(self) -> Path:
         ckpt_dir = self.out_dir / "checkpoints"
         path = save_checkpoint(self.state_dict(), ckpt_dir / f"step_{self.step:07d}.pt")
         save_checkpoint(self.state_dict(), ckpt_dir / "last.pt")
+        self._saved_step = self.step
         return path
 
     def load(self, path: Path) -> None:
@@ -177,6 +197,8 @@ class Trainer:
             raise TranslateError(f"{path}: optimiser state does not match this recipe ({err})")
         self.step = int(state["step"])
         self.best_val = state.get("best_val")
+        self.nan_skips = int(state.get("nan_skips", 0))
+        self._saved_step = self.step
         self._rng_to_restore = state["rng"]
 
     # ------------------------------------------------------------------ training
@@ -191,12 +213,61 @@ class Trainer:
     def _to_device(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    def _update(self, side: str, loss: torch.Tensor) -> None:
+    def _update(self, side: str, loss: torch.Tensor, parts: Optional[Mapping[str, torch.Tensor]] = None,
+                objective: Optional[Objective] = None, recompute: Optional[Callable[[], Mapping[str, Any]]] = None) -> None:
+        """Backward and optimiser step, unless the loss or a gradient is non-finite: then nothing is
+        applied and :class:`NonFiniteStep` names the term(s) at fault."""
         opt, scaler = self.optimizers[side], self.scalers[side]
+        prefix = "g_" if side == "generator" else "d_"
+        if parts is not None and not bool(torch.isfinite(loss.detach()).all()):
+            bad = [prefix + k for k, v in parts.items() if not bool(torch.isfinite(v).all())]
+            raise NonFiniteStep(side, "loss", bad or [f"{prefix}total"])
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        # under AMP the scaler itself skips steps with inf/NaN gradients and lowers its scale
+        if parts is not None and not self.amp and not self._gradients_finite(opt):
+            opt.zero_grad(set_to_none=True)
+            bad = self._blame_gradient(side, objective, recompute) if objective is not None and recompute else []
+            raise NonFiniteStep(side, "gradient", [prefix + name for name in bad] or [f"{prefix}total"])
         scaler.step(opt)
         scaler.update()
+
+    @staticmethod
+    def _gradients_finite(opt: torch.optim.Optimizer) -> bool:
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return True
+        largest = torch.stack([g.detach().abs().amax().float() for g in grads])  # max |g|: no overflow
+        return bool(torch.isfinite(largest).all())
+
+    def _blame_gradient(self, side: str, objective: Objective, recompute: Callable[[], Mapping[str, Any]]) -> List[str]:
+        """Which terms have a non-finite gradient: each term backpropagated alone through a fresh forward
+        pass. Runs only after a fault; random state and buffers (batch-norm statistics) are restored."""
+        params = [p for group in self.optimizers[side].param_groups for p in group["params"] if p.requires_grad]
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        modules = [m for m in (self.model, self.g_objective, self.d_objective) if m is not None]
+        buffers = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+        bad: List[str] = []
+        try:
+            tensors = recompute()
+            for name, weight, term in objective.items():
+                value = weight(self.step) * term.compute(tensors)
+                if not value.requires_grad:
+                    continue
+                grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+                if not all(g is None or bool(torch.isfinite(g).all()) for g in grads):
+                    bad.append(name)
+        except Exception:  # a diagnosis only: the fault is reported either way
+            pass
+        finally:
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+            with torch.no_grad():
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
+        return bad
 
     def train_step(self, batch: Mapping[str, Any]) -> Dict[str, float]:
         self.model.train()
@@ -206,7 +277,8 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.amp):
             generated = self.model.generator_tensors(batch, needs=self.g_objective.needs())
             g_loss, g_parts = self.g_objective(generated, step=self.step)
-        self._update("generator", g_loss)
+        self._update("generator", g_loss, g_parts, self.g_objective,
+                     lambda: self.model.generator_tensors(batch, needs=self.g_objective.needs()))
         logs = {"g_total": float(g_loss.detach())}
         logs.update({f"g_{k}": float(v) for k, v in g_parts.items()})
         for net in discriminators.values():
@@ -215,19 +287,14 @@ class Trainer:
             with torch.autocast(self.device.type, enabled=self.amp):
                 judged = self.model.discriminator_tensors(batch, generated, needs=self.d_objective.needs())
                 d_loss, d_parts = self.d_objective(judged, step=self.step)
-            self._update("discriminator", d_loss)
+            self._update("discriminator", d_loss, d_parts, self.d_objective,
+                         lambda: self.model.discriminator_tensors(batch, generated, needs=self.d_objective.needs()))
             for net in discriminators.values():
                 self.d_objective.after_optimizer_step(net)
             logs["d_total"] = float(d_loss.detach())
             logs.update({f"d_{k}": float(v) for k, v in d_parts.items()})
         for scheduler in self.schedulers.values():
             scheduler.step()
-        if not all(math.isfinite(v) for v in logs.values()):
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            last = self.out_dir / "checkpoints" / "last.pt"
-            where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-            raise TranslateError(f"non-finite loss at step {self.step + 1} in {', '.join(bad)}; {where} "
-                                 f"(lower the learning rate or check the data)")
         self._last = (batch, generated)
         return logs
 
@@ -243,6 +310,27 @@ class Trainer:
             detail = str(err).strip().splitlines()[0][:200]
             raise TranslateError(f"model.networks: the networks fail on the first batch ({shapes}): {detail}; "
                                  f"check patch_size / crop_size against the networks' depth") from None
+
+    def _non_finite(self, fault: NonFiniteStep, logger: RunLogger) -> Dict[str, float]:
+        """``trainer.on_nan``: stop with one line, or skip this step's update and count it."""
+        step = self.step + 1
+        last = self.out_dir / "checkpoints" / "last.pt"
+        where = (f"the last good checkpoint is {last} (step {self._saved_step})"
+                 if self._saved_step is not None and last.is_file() else "no checkpoint was written yet")
+        what = f"non-finite {fault.what} at step {step} in {', '.join(fault.terms)}"
+        if self.on_nan == "stop":
+            raise TranslateError(f"{what}; {where} (lower the learning rate or check the data; "
+                                 f"trainer.on_nan=skip skips such steps)")
+        self.nan_skips += 1
+        if self.nan_skips > self.max_nan_skips:
+            raise TranslateError(f"{what}: {self.nan_skips} non-finite steps, more than trainer.max_nan_skips="
+                                 f"{self.max_nan_skips}; stopped; {where} (lower the learning rate or check the data)")
+        with warnings.catch_warnings():  # the schedule keeps counting steps even when none was applied yet
+            warnings.simplefilter("ignore", UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+        logger.message(f"step {step}: {what}; update skipped ({self.nan_skips} of at most {self.max_nan_skips})")
+        return {"nan_skips": float(self.nan_skips)}
 
     def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
         scores = self.validate(self.model, self.device)
@@ -274,11 +362,21 @@ class Trainer:
             with _StopOnSignal() as stop:
                 while self.step < end:
                     batch = self._to_device(next(batches))
-                    last_logs = self._checked_step(batch, first=self.step == first_step)
+                    # a skipped step leaves no trace: batch-norm statistics of its forward pass are undone too
+                    buffers = [(b, b.detach().clone()) for b in self.model.buffers()] if self.on_nan == "skip" else []
+                    try:
+                        last_logs = self._checked_step(batch, first=self.step == first_step)
+                        skipped = False
+                    except NonFiniteStep as fault:
+                        with torch.no_grad():
+                            for buffer, saved in buffers:
+                                buffer.copy_(saved)
+                        last_logs, skipped = self._non_finite(fault, logger), True
                     self.step += 1
                     lr = self.optimizers["generator"].param_groups[0]["lr"]
-                    logger.step(self.step, last_logs, lr=lr, log=self.step % self.log_every == 0 or self.step == end)
-                    if self.step % self.image_every == 0 or self.step == end:
+                    logger.step(self.step, last_logs, lr=lr,
+                                log=skipped or self.step % self.log_every == 0 or self.step == end)
+                    if (self.step % self.image_every == 0 or self.step == end) and self._last is not None:
                         logger.preview(self.step, *self._last)
                     if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
                         self._run_validation(logger)
@@ -291,5 +389,6 @@ class Trainer:
         seconds = time.perf_counter() - started
         return {"step": self.step, "seconds": seconds,
                 "steps_per_second": (self.step - first_step) / seconds if seconds > 0 else float("nan"),
-                "losses": last_logs, "checkpoint": str(self.out_dir / "checkpoints" / "last.pt")}
+                "losses": last_logs, "checkpoint": str(self.out_dir / "checkpoints" / "last.pt"),
+                "nan_skips": self.nan_skips}
 
