@@ -105,7 +105,9 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
              target: Path = typer.Argument(..., help="real CT (HU) on the same grid"),
              mask: Optional[Path] = typer.Option(None, help="evaluation mask (nonzero = inside); default: body from target CT > -500 HU"),
              region: Optional[List[str]] = typer.Option(None, help="NAME=MASK: also the MAE inside this mask (e.g. tumour=tumour.nii.gz)"),
-             out: Optional[Path] = typer.Option(None, help="JSON output; default: PREDICTION's name + .metrics.json")):
+             out: Optional[Path] = typer.Option(None, help="JSON output; default: PREDICTION's name + .metrics.json"),
+             denoise: bool = typer.Option(False, "--denoise", help="also PSNR/SSIM in the [-160, 240] HU window (range 400) "
+                                                                   "and the full range, and the noise std in each --region")):
     """MAE (HU), PSNR and SSIM with the SynthRAD convention, as a table and JSON."""
     from rich.console import Console
     from rich.table import Table
@@ -120,15 +122,23 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
             raise TranslateError(f"--region {text!r}: expected NAME=MASK, e.g. tumour=tumour.nii.gz")
         regions[name] = Path(path)
     result = evaluate_volumes(prediction, target, mask, regions)
+    if denoise:
+        from .metrics.denoise import evaluate_denoising
+
+        result.update(evaluate_denoising(prediction, target, mask, regions))
     table = Table(title=f"{prediction.name} vs {target.name}")
     for column in ("metric", "value"):
         table.add_column(column)
     labels = {"mae_hu": "MAE (HU)", "psnr": "PSNR (dB)", "ssim": "SSIM", "mae_soft": "MAE soft tissue (HU)",
               "mae_bone": "MAE bone > 300 HU", "mae_air": "MAE air < -400 HU", "bias_hu": "bias (HU)",
               **{f"mae_{name}": f"MAE in {name} (HU)" for name in regions}}
+    if denoise:
+        labels.update({"psnr_window": "PSNR [-160, 240] (dB)", "ssim_window": "SSIM [-160, 240]", "psnr_full":
+                       "PSNR [-1024, 3000] (dB)", "ssim_full": "SSIM [-1024, 3000] (2D)", "rmse_hu": "RMSE (HU)",
+                       **{f"noise_{name}": f"noise std in {name} (HU)" for name in regions}})
     for key, label in labels.items():
         if key in result:
-            table.add_row(label, f"{result[key]:.4f}" if key == "ssim" else f"{result[key]:.2f}")
+            table.add_row(label, f"{result[key]:.4f}" if key.startswith("ssim") else f"{result[key]:.2f}")
     table.add_row("voxels in mask", f"{int(result.get('voxels', 0)):,}")
     table.add_row("mask", str(result.get("mask", "")))
     Console().print(table)
