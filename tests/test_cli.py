@@ -265,6 +265,19 @@ def test_phantom_command(tmp_path):
     assert (tmp_path / "ph" / "split.json").is_file()
 
 
+@pytest.fixture(scope="module")
+def tiny_denoise(tiny_phantom, tmp_path_factory):
+    """Low-dose / routine-dose slabs of one phantom CT, the layout of the denoising recipes (key ``low``)."""
+    from translate.data.lowdose import write_denoise_pairs
+
+    root = tmp_path_factory.mktemp("denoise")
+    write_denoise_pairs([sorted(tiny_phantom.glob("*/ct.nii.gz"))[0]], root, 0.25, val_fraction=0.3, test_fraction=0.3,
+                        gap=0, progress=False)  # 6 slices: 2 train, 2 val, 2 test
+    for subject in root.glob("ct-*"):  # the test below infers from each test subject's mr.nii.gz
+        (subject / "mr.nii.gz").write_bytes((subject / "low.nii.gz").read_bytes())
+    return root
+
+
 #: label map -> image and (image, mask) from noise: trained and sampled in tests/test_synthesis_models.py
 SYNTHESIS_RECIPES = ("spade-ct.yaml", "joint-dcgan.yaml")
 
@@ -277,6 +290,8 @@ def test_every_shipped_recipe_trains_and_infers(recipe, request, tmp_path):
     tiny_phantom = request.getfixturevalue("tiny_real" if "valid_key: valid" in recipe.read_text() else "tiny_phantom")
     if "train_a" in recipe.read_text():  # unpaired recipes read the disjoint train_a / train_b halves
         tiny_phantom = request.getfixturevalue("tiny_unpaired")
+    if "key: low" in recipe.read_text():  # denoising: low-dose -> routine-dose CT
+        tiny_phantom = request.getfixturevalue("tiny_denoise")
     out = tmp_path / "run"
     result = run("fit", recipe, f"data.root={tiny_phantom}", f"trainer.out_dir={out}", "trainer.steps=1",
                  "trainer.val_every=1", "data.batch_size=2", "--quiet")

@@ -18,6 +18,7 @@ from translate.nn.layers import norm_layer
 SMALL_GENERATORS = {
     "unet": dict(channels=(4, 8, 16, 16)),
     "resnet": dict(channels=4, n_blocks=1, n_downsampling=2),
+    "residual": dict(backbone={"name": "unet", "channels": (4, 8, 16)}),
 }
 SMALL_DISCRIMINATORS = {
     "patchgan": dict(channels=4, n_layers=2),

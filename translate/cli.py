@@ -118,7 +118,9 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
              target: Path = typer.Argument(..., help="real CT (HU) on the same grid"),
              mask: Optional[Path] = typer.Option(None, help="evaluation mask (nonzero = inside); default: body from target CT > -500 HU"),
              region: Optional[List[str]] = typer.Option(None, help="NAME=MASK: also the MAE inside this mask (e.g. tumour=tumour.nii.gz)"),
-             out: Optional[Path] = typer.Option(None, help="JSON output; default: PREDICTION's name + .metrics.json")):
+             out: Optional[Path] = typer.Option(None, help="JSON output; default: PREDICTION's name + .metrics.json"),
+             denoise: bool = typer.Option(False, "--denoise", help="also PSNR/SSIM in the [-160, 240] HU window (range 400) "
+                                                                   "and the full range, and the noise std in each --region")):
     """MAE (HU), PSNR and SSIM with the SynthRAD convention, as a table and JSON."""
     from rich.console import Console
     from rich.table import Table
@@ -133,15 +135,23 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
             raise TranslateError(f"--region {text!r}: expected NAME=MASK, e.g. tumour=tumour.nii.gz")
         regions[name] = Path(path)
     result = evaluate_volumes(prediction, target, mask, regions)
+    if denoise:
+        from .metrics.denoise import evaluate_denoising
+
+        result.update(evaluate_denoising(prediction, target, mask, regions))
     table = Table(title=f"{prediction.name} vs {target.name}")
     for column in ("metric", "value"):
         table.add_column(column)
     labels = {"mae_hu": "MAE (HU)", "psnr": "PSNR (dB)", "ssim": "SSIM", "mae_soft": "MAE soft tissue (HU)",
               "mae_bone": "MAE bone > 300 HU", "mae_air": "MAE air < -400 HU", "bias_hu": "bias (HU)",
               **{f"mae_{name}": f"MAE in {name} (HU)" for name in regions}}
+    if denoise:
+        labels.update({"psnr_window": "PSNR [-160, 240] (dB)", "ssim_window": "SSIM [-160, 240]", "psnr_full":
+                       "PSNR [-1024, 3000] (dB)", "ssim_full": "SSIM [-1024, 3000] (2D)", "rmse_hu": "RMSE (HU)",
+                       **{f"noise_{name}": f"noise std in {name} (HU)" for name in regions}})
     for key, label in labels.items():
         if key in result:
-            table.add_row(label, f"{result[key]:.4f}" if key == "ssim" else f"{result[key]:.2f}")
+            table.add_row(label, f"{result[key]:.4f}" if key.startswith("ssim") else f"{result[key]:.2f}")
     table.add_row("voxels in mask", f"{int(result.get('voxels', 0)):,}")
     table.add_row("mask", str(result.get("mask", "")))
     Console().print(table)
@@ -346,6 +356,51 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                  extractors=extractor or ["segmenter"], inception_weights=inception_weights,
                  segmenter_recipe=segmenter_recipe, seed=seed, device=device, progress=not quiet,
                  announce=lambda text: typer.echo(text, err=True))
+
+
+@data_app.command("lowdose")
+@user_errors
+def data_lowdose(source: Path = typer.Argument(..., help="routine-dose CT in HU: NIfTI, NRRD, MHA or a DICOM series folder"),
+                 output: Path = typer.Argument(..., help="simulated low-dose CT (.nii.gz, .nii, .nrrd or .mha), int16 HU"),
+                 dose: float = typer.Option(0.25, help="fraction of the routine dose, e.g. 0.25 for quarter dose"),
+                 seed: int = typer.Option(0, help="same seed -> identical volume"),
+                 i0: float = typer.Option(1.0e5, "--i0", help="photons per detector bin and view at full dose"),
+                 electronic_noise: float = typer.Option(0.0, "--electronic-noise",
+                                                        help="Gaussian electronic noise, std in counts"),
+                 filter_name: str = typer.Option("ramp", "--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann"),
+                 reference: str = typer.Option("routine", help="routine: the input already carries the noise of i0, only "
+                                                               "the difference is added; ideal: the input is noise-free"),
+                 views: Optional[int] = typer.Option(None, help="projection angles over 180 degrees; default pi/2 x slice size"),
+                 quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+    """Simulate a reduced-dose CT: Poisson noise in the projections of every slice, reconstructed by FBP."""
+    from .data.lowdose import simulate_file
+
+    result = simulate_file(source, output, dose, seed=seed, i0=i0, electronic_noise=electronic_noise,
+                           filter_name=filter_name, reference=reference, views=views, progress=not quiet)
+    typer.echo(f"lowdose: dose {dose:g} ({reference}), {'x'.join(map(str, result['shape']))}, "
+               f"{result['views']} views -> {result['output']}")
+
+
+@data_app.command("denoise-pairs")
+@user_errors
+def data_denoise_pairs(out_dir: Path = typer.Argument(..., help="folder for <name>-<split>/{low,ct}.nii.gz, split.json and lowdose.json"),
+                       sources: List[Path] = typer.Argument(..., help="routine-dose CTs (files or DICOM series folders)"),
+                       dose: float = typer.Option(0.25, help="fraction of the routine dose"),
+                       seed: int = typer.Option(0, help="same seed -> identical data"),
+                       val: float = typer.Option(0.15, help="fraction of each volume's slices for validation"),
+                       test: float = typer.Option(0.2, help="fraction of each volume's slices for testing (the last ones)"),
+                       gap: int = typer.Option(2, help="slices left out between train, val and test slabs"),
+                       i0: float = typer.Option(1.0e5, "--i0", help="photons per detector bin and view at full dose"),
+                       electronic_noise: float = typer.Option(0.0, "--electronic-noise", help="std in counts"),
+                       filter_name: str = typer.Option("ramp", "--filter", help="FBP filter"),
+                       quiet: bool = typer.Option(False, "--quiet", help="no progress bar")):
+    """Paired low-dose -> routine-dose data for a denoising recipe, split into slabs along Z."""
+    from .data.lowdose import write_denoise_pairs
+
+    result = write_denoise_pairs(sources, out_dir, dose, seed=seed, val_fraction=val, test_fraction=test, gap=gap,
+                                 i0=i0, electronic_noise=electronic_noise, filter_name=filter_name, progress=not quiet)
+    counts = ", ".join(f"{k} {len(v)}" for k, v in result["split"].items())
+    typer.echo(f"denoise-pairs: dose {dose:g}, subjects {counts} -> {out_dir}")
 
 
 def main() -> None:  # pragma: no cover - console entry
