@@ -97,3 +97,14 @@ def test_check_choice_lists_valid_values():
     assert check_choice(PixelKind, "L2", "kind") == PixelKind.L2
     with pytest.raises(ValueError, match="'l1', 'l2', 'charbonnier'"):
         check_choice(PixelKind, "l3", "kind")
+
+
+def test_missing_tensor_names_the_term_and_what_it_needs():
+    from translate.losses import Adversarial, MissingTensorError, Pixel
+
+    objective = Pixel() + Adversarial("lsgan", fake="d_fake_typo")
+    with pytest.raises(MissingTensorError) as info:
+        objective({"fake_b": torch.zeros(1, 1, 4, 4), "real_b": torch.zeros(1, 1, 4, 4)})
+    message = str(info.value)
+    assert message.startswith("objective: ") and "\n" not in message
+    assert "adversarial needs ['d_fake_typo']" in message and "pixel" not in message.split("but")[0]

@@ -199,8 +199,11 @@ class Objective(nn.Module):
         """Fail at once, naming what is missing and what is available."""
         missing = [k for k in self.needs() if k not in tensors]
         if missing:
+            culprits = [f"{name} needs {[k for k in term.needs() if k not in tensors]}"
+                        for name, _, term in self.items() if any(k not in tensors for k in term.needs())]
             raise MissingTensorError(
-                f"loss needs tensor(s) {missing} but the model produced only {sorted(tensors)}"
+                f"objective: loss term(s) {'; '.join(culprits)} but the model produced only {sorted(tensors)} "
+                f"(check the terms' tensor names, e.g. fake: / real:, against the model)"
             )
 
     def forward(self, tensors: Tensors, step: int | None = None) -> Tuple[Tensor, Dict[str, Tensor]]:
