@@ -25,6 +25,22 @@ from .subjects import load_volumes, normalise, pad_to, subjects_from_folder
 SAMPLERS = ("uniform", "label")
 
 
+def check_patch_options(patch_size: Sequence[int], size_multiple: int, sampler: str, samplers: Sequence[str],
+                        samples_per_volume: int) -> list:
+    """The options every 3D patch dataset shares, checked in one-line errors; returns the patch size."""
+    patch = [int(p) for p in patch_size]
+    if len(patch) != 3 or min(patch) < 1:
+        raise TranslateError(f"data.dataset.patch_size: expected [D, H, W] positive integers, got {list(patch_size)}")
+    if any(p % size_multiple for p in patch):
+        raise TranslateError(f"data.dataset.patch_size {patch}: every size must be a multiple of {size_multiple} "
+                             f"(the generator's size multiple)")
+    if sampler not in samplers:
+        raise TranslateError(f"data.dataset.sampler: expected one of {list(samplers)}, got {sampler!r}")
+    if int(samples_per_volume) < 1:
+        raise TranslateError(f"data.dataset.samples_per_volume: expected >= 1, got {samples_per_volume!r}")
+    return patch
+
+
 @DATASETS.register("paired_patches")
 class PairedPatches(Dataset):
     """Random 3D patches of registered pairs (3D Pix2pix).
@@ -49,17 +65,7 @@ class PairedPatches(Dataset):
                  fill_outside_valid: bool = True, body_only: bool = False, size_multiple: int = 1, seed: int = 0):
         import torchio as tio
 
-        patch = [int(p) for p in patch_size]
-        if len(patch) != 3 or min(patch) < 1:
-            raise TranslateError(f"data.dataset.patch_size: expected [D, H, W] positive integers, got {list(patch_size)}")
-        bad = [p for p in patch if p % size_multiple]
-        if bad:
-            raise TranslateError(f"data.dataset.patch_size {patch}: every size must be a multiple of {size_multiple} "
-                                 f"(the generator's size multiple)")
-        if sampler not in SAMPLERS:
-            raise TranslateError(f"data.dataset.sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
-        if int(samples_per_volume) < 1:
-            raise TranslateError(f"data.dataset.samples_per_volume: expected >= 1, got {samples_per_volume!r}")
+        patch = check_patch_options(patch_size, size_multiple, sampler, SAMPLERS, samples_per_volume)
         self.domains = {name: domains[name] for name in ("a", "b")}
         self.patch, self.samples_per_volume, self.seed = tuple(patch), int(samples_per_volume), seed
         self.flip_axes = parse_flip_axes(flips, 3, "data.dataset.flips") if augment else []

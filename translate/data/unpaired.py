@@ -21,6 +21,7 @@ from ..errors import TranslateError
 from .augment import as_tensors, augment, build_transforms, draw_rng, draw_seed, parse_flip_axes, unpack_item
 from .datasets import DATASETS
 from .domains import Domain
+from .patches import check_patch_options
 from .subjects import load_volumes, normalise, pad_to, subjects_from_folder
 
 SAMPLERS = ("uniform", "body")
@@ -50,16 +51,7 @@ class UnpairedPatches(Dataset):
                  augment: bool = True, size_multiple: int = 1, seed: int = 0):
         import torchio as tio
 
-        patch = [int(p) for p in patch_size]
-        if len(patch) != 3 or min(patch) < 1:
-            raise TranslateError(f"data.dataset.patch_size: expected [D, H, W] positive integers, got {list(patch_size)}")
-        if any(p % size_multiple for p in patch):
-            raise TranslateError(f"data.dataset.patch_size {patch}: every size must be a multiple of {size_multiple} "
-                                 f"(the generator's size multiple)")
-        if sampler not in SAMPLERS:
-            raise TranslateError(f"data.dataset.sampler: expected one of {list(SAMPLERS)}, got {sampler!r}")
-        if int(samples_per_volume) < 1:
-            raise TranslateError(f"data.dataset.samples_per_volume: expected >= 1, got {samples_per_volume!r}")
+        patch = check_patch_options(patch_size, size_multiple, sampler, SAMPLERS, samples_per_volume)
         if not 0.0 <= float(body_probability) <= 1.0:
             raise TranslateError(f"data.dataset.body_probability: expected a fraction in [0, 1], got {body_probability!r}")
         self.patch, self.samples_per_volume, self.seed = tuple(patch), int(samples_per_volume), seed
