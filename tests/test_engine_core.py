@@ -155,6 +155,27 @@ def test_slice_inferer_pads_to_the_size_multiple_and_stacks_context():
     assert set(INFERERS.names()) >= {"slices", "sliding_window"}
 
 
+def test_a_model_trained_on_crops_infers_in_windows_of_the_crop_size(tiny_recipe, tmp_path):
+    """Instance norm saw crop statistics in training: the default inference window is the crop,
+    rounded up to the size multiple; ``inference.window: null`` keeps whole slices."""
+    from translate.engine.build import build_domains, build_model
+    from translate.engine.inferer import build_inferer
+
+    def inferer_for(*overrides):
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(tiny_recipe))
+        recipe = load_recipe(path, list(overrides))
+        return build_inferer(recipe, build_model(recipe, build_domains(recipe)))
+
+    assert inferer_for().window is None  # whole slices when training saw whole slices
+    cropped = inferer_for("data.dataset.crop_size=[20, 24]")
+    multiple = cropped.multiple
+    assert cropped.window == [-(-20 // multiple) * multiple, -(-24 // multiple) * multiple]
+    assert all(w % multiple == 0 and w >= c for w, c in zip(cropped.window, (20, 24)))
+    assert inferer_for("data.dataset.crop_size=[20, 24]", "inference={name: slices, window: null}").window is None
+    assert inferer_for("data.dataset.crop_size=[20, 24]", "inference={name: slices, window: [32, 32]}").window == [32, 32]
+
+
 def test_3d_pix2pix_trains_on_patches_and_infers_by_sliding_window(tiny_recipe, tiny_phantom, tmp_path):
     tiny_recipe["model"]["spatial_dims"] = 3
     tiny_recipe["model"]["networks"]["generator"]["channels"] = [4, 8]

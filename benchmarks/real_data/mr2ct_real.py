@@ -97,6 +97,9 @@ def main(argv=None) -> int:
             recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
                                                        *overrides, *args.overrides])
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
+            (work / "fit_summary.json").write_text(json.dumps({**summary, "load_average_1min": os.getloadavg()[0]}, default=str))
+        elif (work / "fit_summary.json").is_file():  # --reuse: the training time of the run being scored
+            summary = json.loads((work / "fit_summary.json").read_text())
         else:
             summary = {"seconds": float("nan")}
         validation = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
@@ -107,6 +110,7 @@ def main(argv=None) -> int:
                 "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
                 "checkpoint": args.checkpoint, "checkpoint_step": int(torch.load(checkpoint, weights_only=True)["step"]),
                 "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
+                "train_load_average_1min": summary.get("load_average_1min"),
                 "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
                                for r in validation if "val_mae_hu" in r],
                 "per_patient": scores, **summarise(scores)}
