@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from translate.cli import app
 from translate.data.io import array_to_image, read_volume, write_volume
-from translate.data.registration import register_volumes
+from translate.data.registration import register_volumes, transform_motion
 from translate.errors import TranslateError
 
 SHAPE = (40, 48, 48)  # (Z, Y, X)
@@ -109,6 +109,7 @@ def test_bad_kind_and_cli(pair, tmp_path):
     result = CliRunner().invoke(app, ["data", "register", str(tmp_path / "mr.nii.gz"), str(tmp_path / "ct.nii.gz"),
                                       str(tmp_path / "out" / "mr_on_ct.nii.gz"), "--iterations", "30"])
     assert result.exit_code == 0, (result.output, result.exception)
+    assert "moves ct.nii.gz's box by up to" in result.output
     assert read_volume(tmp_path / "out" / "mr_on_ct.nii.gz").GetSize() == fixed.GetSize()
     transform = sitk.ReadTransform(str(tmp_path / "out" / "mr_on_ct.tfm"))
     assert transform.GetDimension() == 3
@@ -118,3 +119,20 @@ def test_bad_kind_and_cli(pair, tmp_path):
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "not found" in lines[0], result.stderr
+
+
+def test_transform_motion_measures_known_shifts_and_rotations(pair):
+    _, fixed = pair
+    size = fixed.GetSize()
+    centre = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in size])
+    still = transform_motion(sitk.Euler3DTransform(), fixed)
+    assert still["max_mm"] == pytest.approx(0.0, abs=1e-9) and still["rotation_degrees"] == pytest.approx(0.0, abs=1e-6)
+    shifted = transform_motion(sitk.TranslationTransform(3, (3.0, 4.0, 0.0)), fixed)
+    assert shifted["max_mm"] == pytest.approx(5.0) and shifted["mean_mm"] == pytest.approx(5.0)
+    assert shifted["rotation_degrees"] == pytest.approx(0.0, abs=1e-6)
+    turned = transform_motion(sitk.Euler3DTransform(centre, 0.0, 0.0, math.radians(10.0)), fixed)
+    assert turned["rotation_degrees"] == pytest.approx(10.0, abs=1e-6)
+    # a corner at distance r from the centre moves by the chord 2 r sin(5 degrees)
+    corner = fixed.TransformContinuousIndexToPhysicalPoint([float(n - 1) for n in size])
+    radius = math.hypot(corner[0] - centre[0], corner[1] - centre[1])
+    assert turned["max_mm"] == pytest.approx(2 * radius * math.sin(math.radians(5.0)), rel=1e-6)

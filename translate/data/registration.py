@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Tuple
 
@@ -134,3 +135,26 @@ def register_volumes(moving: str | Path | sitk.Image, fixed: str | Path | sitk.I
     moved = sitk.Resample(moving_image, fixed_image, transform, sitk.sitkLinear, float(default_value),
                           moving_image.GetPixelID())
     return transform, moved
+
+
+def transform_motion(transform: sitk.Transform, image: sitk.Image) -> dict:
+    """How far ``transform`` moves the points of ``image``'s box: the largest and mean
+    displacement (mm) over its 8 corners and centre, and the rotation angle (degrees) of its
+    linear part (exact for rigid transforms, approximate for affine ones; 0 for a translation). For volumes already in one frame of reference
+    (``initial="identity"``) this is how far the registration moved away from the scanner's own
+    alignment: a large figure on such data deserves a look before the pair is used.
+    """
+    size = image.GetSize()
+    corners = [(i, j, k) for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)]
+    indices = corners + [tuple((n - 1) / 2 for n in size)]
+    points = [image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index]) for index in indices]
+    shifts = [math.dist(transform.TransformPoint(p), p) for p in points]
+    centre = points[-1]
+    # the linear part from how the transform moves three unit steps about the box centre
+    base = transform.TransformPoint(centre)
+    columns = [[a - b for a, b in zip(transform.TransformPoint(tuple(c + (1.0 if d == axis else 0.0)
+                                                                     for d, c in enumerate(centre))), base)]
+               for axis in range(3)]
+    trace = sum(columns[axis][axis] for axis in range(3))
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (trace - 1.0) / 2.0))))
+    return {"max_mm": max(shifts), "mean_mm": sum(shifts) / len(shifts), "rotation_degrees": angle}
