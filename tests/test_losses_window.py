@@ -69,3 +69,15 @@ def test_term_in_an_objective_from_recipe_entries():
 def test_bad_parameters_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WindowPixel(**kwargs)
+
+
+def test_recipe_check_refuses_a_space_that_is_not_the_target_window():
+    from translate.errors import TranslateError
+    from translate.recipe import load_recipe
+
+    entry = "objective.generator=[{name: window_pixel, space: [-1000, 1000]}, {name: pixel}]"
+    with pytest.raises(TranslateError, match=r"space \[-1000.0, 1000.0\] must be the ct_hu window of data.domains.b, "
+                                             r"which is \[-1024.0, 2000.0\]"):
+        load_recipe("recipes/ct-denoise.yaml", [entry], check_paths=False)
+    good = entry.replace("[-1000, 1000]", "[-1024, 2000]")
+    load_recipe("recipes/ct-denoise.yaml", [good], check_paths=False)
