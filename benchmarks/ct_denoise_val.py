@@ -22,13 +22,14 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="JSON files written by ct_denoise.py --split val")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_denoise_val.json")
     args = parser.parse_args()
-    experiments = []
+    experiments, machine = [], None
     def order(path: Path) -> tuple:  # e2 before e10
         head = path.stem.split("_")[0]
         return (0, int(head[1:]), path.stem) if head[:1] == "e" and head[1:].isdigit() else (-1, 0, path.stem)
 
     for path in sorted(args.runs, key=order):
         record = json.loads(path.read_text())
+        machine = machine or {**record["machine"], "note": "2-core Intel Xeon CPU, no GPU, shared with other jobs"}
         if record["data"].get("scored_split") != "val":
             raise SystemExit(f"{path}: scored on {record['data'].get('scored_split')!r}, expected 'val'")
         for row, scores in record["results"].items():
@@ -40,7 +41,7 @@ def main() -> None:
                                 "chosen_on_train": info.get("chosen_on_train"),
                                 **{k: scores[k] for k in COLUMNS}})
     out = {"command": "python benchmarks/ct_denoise_val.py " + " ".join(str(p) for p in args.runs),
-           "split": "val (slices 71-87 of example_ct; liver label on 82-87)", "experiments": experiments}
+           "machine": machine, "split": "val (slices 71-87 of example_ct; liver label on 82-87)", "experiments": experiments}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     lines = ["| experiment | row | steps | PSNR [-160,240] | SSIM [-160,240] | PSNR full | RMSE (HU) | noise liver (HU) | edge rise (mm) |",
