@@ -9,9 +9,14 @@ neighbours is trained on or tuned on). Rows, all scored on the test slab:
 * ``nlm``, ``tv``: scikit-image non-local means and total variation (Chambolle), slice by slice,
   their parameters chosen by a grid on the TRAIN slabs only (best PSNR in the [-160, 240] window);
   ``nlm-3d``, ``tv-3d`` the same on the whole slab in 3D (the voxels are 3 mm isotropic).
-* ``l1``, ``l1+gradient``: the recipe's residual U-Net without discriminator.
-* ``lsgan``: ``recipes/ct-denoise.yaml`` as shipped (L1 + gradient + LSGAN, conditional PatchGAN).
-* ``wgan-gp``: ``recipes/ct-denoise-wgan.yaml`` (L1 + gradient + WGAN-GP critic).
+* ``supervised``: ``recipes/ct-denoise.yaml`` without its adversarial term and discriminator (windowed
+  MSE + L1 + gradient), so ``lsgan`` - ``supervised`` is what the adversarial term buys.
+* ``l1``, ``l1+gradient``: the recipe's residual U-Net trained with 100 L1 (+ 100 gradient) only.
+* ``lsgan``: ``recipes/ct-denoise.yaml`` as shipped (windowed MSE + L1 + gradient + LSGAN, conditional PatchGAN).
+* ``wgan-gp``: ``recipes/ct-denoise-wgan.yaml`` (the same pixel terms + WGAN-GP critic).
+
+``--split val`` scores the validation slab instead (71-87; the liver label covers 82-87): the
+recipes' options were chosen that way (``benchmarks/results/ct_denoise_val.json``).
 
 Every network row goes through ``fit_recipe`` with the same steps and seed and is applied with
 ``infer_volume`` (``translate infer``). Scores (:mod:`translate.metrics.denoise`) inside the body
@@ -24,7 +29,9 @@ simulation on a uniform water cylinder and on the real test slab's liver.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/ct_denoise.py [--steps 1500] [--rows input nlm tv l1 lsgan ...] [--reuse]
+    OMP_NUM_THREADS=1 python benchmarks/ct_denoise.py [--steps 1500] [--rows input nlm tv supervised lsgan ...] [--reuse]
+    OMP_NUM_THREADS=1 python benchmarks/ct_denoise.py --split val --rows supervised --steps 600 --no-sweep \
+        --set model.networks.generator.scale=0.1 --work runs/val/e3 --out runs/val/e3.json
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ GRADIENT = {"name": "gradient", "kind": "l1", "weight": 100.0}
 NETWORKS = {
     "l1": ("recipes/ct-denoise.yaml", [L1], False),
     "l1+gradient": ("recipes/ct-denoise.yaml", [L1, GRADIENT], False),
+    "supervised": ("recipes/ct-denoise.yaml", "no-adversarial", False),
     "lsgan": ("recipes/ct-denoise.yaml", None, True),
     "wgan-gp": ("recipes/ct-denoise-wgan.yaml", None, True),
 }
@@ -146,14 +154,17 @@ def score(pred: np.ndarray, ct: np.ndarray, body: np.ndarray, liver: np.ndarray,
     return {k: round(float(v), 4) for k, v in metrics.items()}
 
 
-def train_network(row: str, root: Path, work: Path, steps: int, reuse: bool) -> tuple[Path, dict]:
+def train_network(row: str, root: Path, work: Path, steps: int, reuse: bool, extra: list | None = None) -> tuple[Path, dict]:
     recipe_file, objective, keep_d = NETWORKS[row]
     out_dir = work / row
     spec = load_recipe(REPO / recipe_file, [f"data.root={root}", f"trainer.out_dir={out_dir}", f"trainer.steps={steps}",
                                             "trainer.threads=1", f"trainer.val_every={max(steps // 3, 1)}",
-                                            f"trainer.checkpoint_every={max(steps // 3, 1)}"])
+                                            f"trainer.checkpoint_every={max(steps // 3, 1)}", *(extra or [])])
     tree = spec.model_dump(mode="json")
-    if objective is not None:
+    if objective == "no-adversarial":  # the recipe's own generator terms less the adversarial one
+        tree["objective"] = {"generator": [t for t in tree["objective"]["generator"] if t.get("name") != "adversarial"],
+                             "discriminator": []}
+    elif objective is not None:
         tree["objective"] = {"generator": objective, "discriminator": []}
     if not keep_d:
         tree["model"]["networks"].pop("discriminator", None)
@@ -166,7 +177,7 @@ def train_network(row: str, root: Path, work: Path, steps: int, reuse: bool) -> 
     fitted = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     validation = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")} for r in records if "val_mae_hu" in r]
-    info = {"recipe": recipe_file, "objective": tree["objective"]["generator"], "discriminator": keep_d,
+    info = {"recipe": recipe_file, "overrides": list(extra or []), "objective": tree["objective"]["generator"], "discriminator": keep_d,
             "steps": steps, "train_seconds": fitted.get("seconds"), "steps_per_second": fitted.get("steps_per_second"),
             "validation": validation}
     return out_dir / "checkpoints" / "last.pt", info
@@ -235,26 +246,30 @@ def figures(sweep: dict, examples: dict, out: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps of every network row")
-    parser.add_argument("--rows", nargs="+", default=["input", "nlm", "tv", "l1", "lsgan", "wgan-gp"],
+    parser.add_argument("--rows", nargs="+", default=["input", "nlm", "tv", "supervised", "lsgan", "wgan-gp"],
                         choices=["input", *CLASSICAL, *NETWORKS])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ct_denoise")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ct_denoise_bench")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ct_denoise.json")
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already in --work instead of training")
     parser.add_argument("--no-sweep", action="store_true", help="skip the dose sweep")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="slab scored: 'val' for choosing a recipe (never the test slab), 'test' for the table")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for every network row (repeatable), e.g. optim.generator.lr=2e-4")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     record = prepare(args.data)
     ranges = record["sources"]["example_ct"]["ranges"]
-    low_test, ct_test, low_image = load(args.data, "example_ct-test")
+    low_test, ct_test, low_image = load(args.data, f"example_ct-{args.split}")
     low_train, ct_train, _ = load(args.data, "example_ct-train")
     spacing = tuple(float(v) for v in low_image.GetSpacing()[:2])[::-1]
     body_test, body_train = ct_test > -500, ct_train > -500
     from translate.data.masks import body_mask_from_ct
 
     body_test, body_train = body_mask_from_ct(ct_test, threshold=-500.0), body_mask_from_ct(ct_train, threshold=-500.0)
-    liver = liver_on_slab(*ranges["test"])
+    liver = liver_on_slab(*ranges[args.split])
     results = {"routine": score(ct_test, ct_test, body_test, liver, spacing)}
     results["routine"].update({"psnr_window": None, "psnr_full": None})
     info, predictions = {}, {}
@@ -268,9 +283,9 @@ def main() -> None:
             pred = classical(row, low_test, params)
             info[row] = {"chosen_on_train": params, "grid_on_train": trials}
         else:
-            checkpoint, info[row] = train_network(row, args.data, args.work, args.steps, args.reuse)
-            out = args.work / row / "test_denoised.nii.gz"
-            infer_volume(checkpoint, args.data / "example_ct-test" / "low.nii.gz", out, progress=False)
+            checkpoint, info[row] = train_network(row, args.data, args.work, args.steps, args.reuse, args.overrides)
+            out = args.work / row / f"{args.split}_denoised.nii.gz"
+            infer_volume(checkpoint, args.data / f"example_ct-{args.split}" / "low.nii.gz", out, progress=False)
             pred = image_to_array(read_volume(out)).astype(np.float64)
         results[row] = score(pred, ct_test, body_test, liver, spacing)
         info.setdefault(row, {})["seconds"] = round(time.perf_counter() - started, 1)
@@ -287,7 +302,7 @@ def main() -> None:
                        "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
            "data": {"ct": "../shared/data/totalseg/example_ct.nii.gz", "dose": DOSE, "seed": SEED,
                     "simulation": {k: record[k] for k in ("i0", "electronic_noise", "filter", "reference")},
-                    "slices": ranges, "liver_voxels_test": int(liver.sum()), "example_slice": slice_index},
+                    "slices": ranges, "scored_split": args.split, "liver_voxels_test": int(liver.sum()), "example_slice": slice_index},
            "body_mask": "routine CT > -500 HU", "results": results, "rows": info, "dose_sweep": sweep, "figures": written}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -88,6 +88,7 @@ def _check(recipe: Recipe, check_data: bool) -> None:
     check_device(recipe.trainer.device)
 
     g_objective, d_objective = build_objectives(recipe)
+    _check_window_terms(g_objective, domains)
     _check_networks_build(recipe, domains)
     roles = model_cls.roles
     discriminators = [r for r in recipe.model.networks if roles[r].group == "discriminator"]
@@ -118,6 +119,21 @@ def _check(recipe: Recipe, check_data: bool) -> None:
             raise TranslateError(f"trainer.val_every: {recipe.trainer.val_every}, but split "
                                  f"{recipe.data.val_split!r} of {recipe.data.root / 'split.json'} {have}; "
                                  f"set trainer.val_every=0, data.val_split, or data.val_block to hold out slices")
+
+
+def _check_window_terms(objective, domains) -> None:
+    """A window_pixel term reads HU through its target domain's ct_hu window: the two must agree."""
+    from ..losses.window import WindowPixel
+
+    for term in objective.terms:
+        if not isinstance(term, WindowPixel):
+            continue
+        key = term.target.rsplit("_", 1)[-1]
+        spec = domains[key].intensity.to_dict() if key in domains else {}
+        window = [float(v) for v in spec.get("window", [])] if spec.get("name") == "ct_hu" else None
+        if window != list(term.space):
+            raise TranslateError(f"objective.generator ({term.name}): space {list(term.space)} must be the ct_hu window "
+                                 f"of data.domains.{key}, which is {window if window else spec.get('name', 'missing')}")
 
 
 def _check_networks_build(recipe: Recipe, domains) -> None:
