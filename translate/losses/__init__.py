@@ -18,6 +18,7 @@ from .shape import Shape
 from .feature_matching import FeatureMatching
 from .kl import KL
 from .segmentation import DiceCE, SegANL1
+from .gradient_correlation import GradientCorrelation
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
@@ -25,4 +26,5 @@ __all__ = [
     "Gradient", "EdgeWeighted", "Structure", "KSpace", "cartesian_mask", "Perceptual", "Style", "Shape",
     "FeatureMatching", "KL",
     "DiceCE", "SegANL1",
+    "GradientCorrelation",
 ]
