@@ -47,8 +47,10 @@ UNET = "{name: unet, channels: [16, 32, 64, 128, 128], norm: instance, dropout: 
 #: short run (not tuned: 2e-3 / 4e-4 diverged in a first 200-step try, val MAE 267 -> 423 HU)
 CYCLE_OVERRIDES = [f"model.networks.g_ab={UNET}", f"model.networks.g_ba={UNET}", "data.batch_size=1",
                    "optim.generator.lr=5.0e-4", "optim.discriminator.lr=5.0e-4"]
-GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b", "weight": 1.0},
-            {"name": "gradient_correlation", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
+#: |NCC| (absolute): MR and CT edges have opposite signs at bone and at fat, so the signed correlation would
+#: pull the synthetic CT towards MR contrast
+GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b", "weight": 1.0, "absolute": True},
+            {"name": "gradient_correlation", "source": "real_b", "pred": "fake_a", "weight": 1.0, "absolute": True}]
 #: row -> recipe, overrides, extra generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
@@ -79,6 +81,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "unpaired")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "unpaired.json")
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already in --work instead of training")
+    parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
+                        "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
     args = parser.parse_args()
 
     if not (args.data / "split.json").is_file() or "train_a" not in json.loads((args.data / "split.json").read_text()):
@@ -87,10 +91,18 @@ def main() -> None:
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results, seconds = record.get("results", {}), record.get("seconds", {})
     validation, steps = record.get("validation", {}), record.get("steps", {})
-    for row in args.rows:
+    rows = args.rows + (["pix2pix (paired)"] if args.paired_predictions else [])
+    for row in rows:
         out_dir = args.work / row
         started = time.perf_counter()
-        if row in BASELINES:
+        if row == "pix2pix (paired)":
+            predictions = [args.paired_predictions / f"{subject}_sct.nii.gz" for subject in split["test"]]
+            import yaml
+
+            paired = yaml.safe_load((args.paired_predictions / "recipe.yaml").read_text())
+            steps[row] = {"steps": paired["trainer"]["steps"], "batch_size": paired["data"]["batch_size"],
+                          "predictions": str(args.paired_predictions), "made_by": "benchmarks/mr2ct_ablation.py"}
+        elif row in BASELINES:
             out_dir.mkdir(parents=True, exist_ok=True)
             predictions = BASELINES[row][1](args.data, split, out_dir)
         else:

@@ -19,6 +19,7 @@ from .feature_matching import FeatureMatching
 from .kl import KL
 from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
+from .gradient_correlation import GradientCorrelation
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
@@ -27,4 +28,5 @@ __all__ = [
     "FeatureMatching", "KL",
     "DiceCE", "SegANL1",
     "WindowPixel",
+    "GradientCorrelation",
 ]

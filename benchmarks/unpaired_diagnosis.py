@@ -1,0 +1,219 @@
+"""Why unpaired MR -> CT lags the lookup table on the phantom: diagnostic runs scored on the VAL subjects.
+
+Three actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` makes it):
+
+``train NAME --recipe R --steps N [--set key=value ...] [--drop TERM ...] [--add JSON]``
+    Trains one configuration through the toolkit's own path (recipe -> ``fit_recipe``) into
+    ``runs/diag/NAME``, translates every *val* subject with ``translate infer``'s function
+    (a2b, ``last.pt``) and writes ``val_summary.json`` there: MAE / bias / per-tissue MAE, the
+    hallucination rates, and histograms of real and synthetic HU inside the body; plus ``diag.png``
+    (one val slice: MR | real CT | synthetic CT | difference, -500..500 HU). Test subjects are never read.
+``probe NAME``
+    The CT critic ``d_b`` of ``runs/diag/NAME/checkpoints/last.pt`` on real CT slices whose fat and
+    soft tissue (-270..180 HU) are shifted by -300..+150 HU, against its score of the model's own
+    translations: a critic that scores a shifted CT as it scores the real one cannot teach the
+    generator where soft tissue lies in HU.
+``collect``
+    Gathers every ``runs/diag/*/val_summary.json`` (with the recipe each run saved) and probe into
+    ``benchmarks/results/unpaired_diagnosis.json`` and ``.md``.
+
+Usage::
+
+    python benchmarks/unpaired_diagnosis.py train base600 --recipe recipes/mr2ct-cyclegan.yaml --steps 600 \
+        --set "model.networks.g_ab={name: unet, ...}" ... --drop identity
+    python benchmarks/unpaired_diagnosis.py probe base600
+    python benchmarks/unpaired_diagnosis.py collect --png base600 shape10_1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "phantom-unpaired"
+RUNS = REPO / "runs" / "diag"
+OUT = REPO / "benchmarks" / "results" / "unpaired_diagnosis.json"
+#: HU bin edges of the histograms (inside the body, CT > -500 HU with holes filled)
+EDGES = [-1100, -400, -150, -50, 0, 30, 50, 80, 150, 300, 600, 1000, 1500, 3100]
+KEYS = ("mae_hu", "bias_hu", "mae_air", "mae_soft", "mae_bone", "bone_lost", "bone_to_soft", "soft_to_bone",
+        "air_to_tissue")
+#: soft-tissue shifts (HU) the probe applies
+SHIFTS = (-300, -150, -75, 0, 75, 150)
+
+
+def _edit_objective(recipe, drop, add):
+    from translate.recipe import load_recipe
+
+    if not drop and not add:
+        return recipe
+    tree = recipe.model_dump(mode="json")
+    tree["objective"]["generator"] = [t for t in tree["objective"]["generator"] if t["name"] not in drop] + add
+    return load_recipe(tree=tree)
+
+
+def train(args) -> None:
+    import SimpleITK as sitk
+    from PIL import Image
+
+    from translate.data.masks import body_mask_from_ct
+    from translate.engine.inferer import infer_volume
+    from translate.engine.run import fit_recipe
+    from translate.metrics.paired import evaluate_volumes
+    from translate.recipe import load_recipe
+
+    out = RUNS / args.name
+    split = json.loads((DATA / "split.json").read_text())
+    recipe = load_recipe(REPO / args.recipe, [f"data.root={DATA}", f"trainer.out_dir={out}", f"trainer.steps={args.steps}",
+                                              f"trainer.val_every={args.steps}", f"trainer.checkpoint_every={args.steps}",
+                                              "trainer.threads=1", "trainer.image_every=100000", *args.set])
+    recipe = _edit_objective(recipe, args.drop, json.loads(args.add) if args.add else [])
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    fit_recipe(recipe, show_progress=False)
+    train_s = time.perf_counter() - started
+    per_subject, real_hist, fake_hist = [], np.zeros(len(EDGES) - 1, int), np.zeros(len(EDGES) - 1, int)
+    for subject in split["val"]:
+        path = out / f"{subject}_sct.nii.gz"
+        infer_volume(out / "checkpoints" / "last.pt", DATA / subject / "mr.nii.gz", path, direction="a2b", progress=False)
+        per_subject.append(evaluate_volumes(path, DATA / subject / "ct.nii.gz"))
+        ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
+        fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
+        body = body_mask_from_ct(ct)
+        real_hist += np.histogram(ct[body], EDGES)[0]
+        fake_hist += np.histogram(fake[body], EDGES)[0]
+    summary = {k: float(np.nanmean([m[k] for m in per_subject])) for k in KEYS}
+    summary.update(train_s=train_s, steps=args.steps, hist_edges_hu=EDGES, hist_real=real_hist.tolist(),
+                   hist_fake=fake_hist.tolist(), command=" ".join(["python", *sys.argv]),
+                   val_curve=[{k: v for k, v in json.loads(line).items() if k in ("step", "val_mae_hu")}
+                              for line in (out / "metrics.jsonl").read_text().splitlines() if "val_mae_hu" in line])
+    (out / "val_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(args.name, {k: round(summary[k], 3) for k in KEYS}, flush=True)
+
+    subject = split["val"][0]
+    mr = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "mr.nii.gz")))
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
+    fake = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{subject}_sct.nii.gz"))).astype(float)
+    z = ct.shape[0] // 2
+
+    def grey(a, lo, hi):
+        return (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+    row = np.concatenate([grey(mr[z], 0, np.percentile(mr, 99.5)), grey(ct[z], -400, 1200), grey(fake[z], -400, 1200),
+                          grey(fake[z] - ct[z], -500, 500)], 1)
+    Image.fromarray(row).resize((row.shape[1] * 2, row.shape[0] * 2), Image.NEAREST).save(out / "diag.png")
+
+
+@torch.no_grad()
+def probe(args) -> None:
+    from translate.data.domains import domains_from_dict
+    from translate.engine.build import build_model, build_train_dataset
+    from translate.engine.checkpoint import load_checkpoint, load_network_state
+    from translate.recipe import Recipe
+
+    out = RUNS / args.name
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    recipe, domains = Recipe.model_validate(state["recipe"]), domains_from_dict(state["domains"])
+    model = build_model(recipe, domains, initialise=False)
+    load_network_state(model, state["networks"]["model"], recipe.model.name, out)
+    model.eval()
+    dataset = build_train_dataset(recipe, model, domains)
+    items = [dataset[i] for i in range(0, len(dataset), max(len(dataset) // 24, 1))]
+    real_b = torch.stack([it["real_b"] for it in items])
+    body = torch.stack([it["body_mask_b"] for it in items]) > 0
+    window = domains["b"].intensity.window
+    scale = 2.0 / (window.upper - window.lower)  # HU -> network units
+    soft = body & (real_b > (-270 - window.lower) * scale - 1) & (real_b < (180 - window.lower) * scale - 1)
+    scores = {}
+    for shift in SHIFTS:
+        shifted = real_b.clone()
+        shifted[soft] += shift * scale
+        scores[f"{shift:+d}"] = float(model.d_b(shifted).mean())
+    fakes = float(model.d_b(model.g_ab(torch.stack([it["real_a"] for it in items]))).mean())
+    result = {"d_b_mean_logit_soft_tissue_shift_hu": scores, "d_b_mean_logit_own_translations": fakes,
+              "d_b_norm": recipe.model.networks["d_b"].model_dump().get("norm"), "slices": len(items),
+              "command": " ".join(["python", *sys.argv])}
+    (out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(args.name, result)
+
+
+def collect(args) -> None:
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mr2ct_ablation import cpu_name
+
+    runs = {}
+    for summary in sorted(RUNS.glob("*/val_summary.json")):
+        run = summary.parent
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+        entry = json.loads(summary.read_text())
+        entry["recipe"] = {"critic_norm": recipe["model"]["networks"]["d_b"].get("norm"),
+                           "generator": recipe["model"]["networks"]["g_ab"],
+                           "objective": recipe["objective"]["generator"], "optim": recipe["optim"],
+                           "batch_size": recipe["data"]["batch_size"]}
+        if (run / "probe.json").is_file():
+            entry["probe"] = json.loads((run / "probe.json").read_text())
+        runs[run.name] = entry
+    record = {"what": "diagnostic unpaired MR -> CT runs, scored on the 6 VAL subjects (never test)",
+              "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": {"description": "2-core Intel Xeon CPU, no GPU (shared with other jobs)",
+                          "processor": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__},
+              "runs": runs}
+    OUT.write_text(json.dumps(record, indent=1) + "\n")
+    lines = ["Diagnostic unpaired MR -> CT runs on the phantom's 6 val subjects; 2-core Intel Xeon CPU, no GPU.", "",
+             "| run | steps | lr | generator terms (weight) | critic norm | MAE (HU) | bias (HU) | soft MAE | bone→soft % | d_b(real) | d_b(real, soft −150 HU) | d_b(own fakes) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        p = r.get("probe", {})
+        s = p.get("d_b_mean_logit_soft_tissue_shift_hu", {})
+        cells = [f"{s[k]:.3f}" if k in s else "" for k in ("+0", "-150")]
+        fake = f"{p['d_b_mean_logit_own_translations']:.3f}" if p else ""
+        terms = ", ".join(f"{t['name']}{'_' + t['domain'] if t.get('domain') not in (None, 'both') else ''} "
+                          f"{t.get('weight', 1.0):g}" for t in r["recipe"]["objective"] if t["name"] != "adversarial")
+        lines.append(f"| {name} | {r['steps']} | {r['recipe']['optim']['generator']['lr']:g} | {terms} | {r['recipe']['critic_norm']} | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
+                     f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {' | '.join(cells)} | {fake} |")
+    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    from PIL import Image, ImageDraw
+
+    shown = [name for name in args.png if (RUNS / name / "diag.png").is_file()]
+    if shown:  # one val slice per run: MR | real CT | synthetic CT | difference (-500..500 HU)
+        rows = [Image.open(RUNS / name / "diag.png").convert("L") for name in shown]
+        sheet = Image.new("L", (max(r.width for r in rows), sum(r.height + 14 for r in rows)), 255)
+        y = 0
+        for name, row in zip(shown, rows):
+            ImageDraw.Draw(sheet).text((4, y + 1), f"{name}: MR | real CT | synthetic CT | synthetic - real", fill=0)
+            sheet.paste(row, (0, y + 14))
+            y += row.height + 14
+        sheet.save(OUT.with_suffix(".png"), optimize=True)
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("name")
+    t.add_argument("--recipe", required=True)
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
+    t.add_argument("--drop", nargs="*", default=[], help="generator terms to remove, by name")
+    t.add_argument("--add", default="", help="JSON list of generator terms to add")
+    p = sub.add_parser("probe")
+    p.add_argument("name")
+    c = sub.add_parser("collect")
+    c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
+    args = parser.parse_args()
+    {"train": train, "probe": probe, "collect": collect}[args.action](args)
+
+
+if __name__ == "__main__":
+    main()
