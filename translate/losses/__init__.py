@@ -18,6 +18,7 @@ from .shape import Shape
 from .feature_matching import FeatureMatching
 from .kl import KL
 from .segmentation import DiceCE, SegANL1
+from .r1 import R1  # noqa: E402
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
