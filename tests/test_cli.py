@@ -280,6 +280,7 @@ def tiny_denoise(tiny_phantom, tmp_path_factory):
 
 #: label map -> image and (image, mask) from noise: trained and sampled in tests/test_synthesis_models.py
 SYNTHESIS_RECIPES = ("spade-ct.yaml", "joint-dcgan.yaml")
+SYNTHESIS_RECIPES += ("joint-stylegan.yaml",)  # trained and sampled in tests/test_stylegan.py
 
 
 @pytest.mark.parametrize("recipe", sorted(p for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")

@@ -150,3 +150,22 @@ def test_slab_split_of_the_real_ct_never_mixes_slabs(shared_data, tmp_path):
         assert (labels == 1).sum() == (full[first:first + image.GetSize()[2]] == 5).sum() or labels.shape[1:] != full.shape[1:]
     assert not taken[0] & taken[1] and not taken[1] & taken[2]  # whole slabs, and a gap slice at each cut
     assert min(taken[1]) - max(taken[0]) == 3 and min(taken[2]) - max(taken[1]) == 3  # gap 1 each side
+
+
+def test_a_rerun_never_reuses_samples_or_segmenters_older_than_what_made_them(tiny_phantom, tmp_path):
+    from translate.evaluation.synthesis import Budget, Generator, run_pipeline
+
+    joint = Generator("dcgan", REPO / "recipes" / "joint-dcgan.yaml", [
+        "model.networks.generator.image_size=32", "model.options.image_size=32", "model.networks.generator.channels=4",
+        "model.networks.discriminator.channels=4", "model.networks.discriminator.n_layers=2", "data.batch_size=2",
+        "model.options.z_dim=4"])
+    kwargs = dict(data_root=tiny_phantom, segmenter_overrides=["model.networks.generator.channels=[4, 8]"],
+                  progress=False, announce=lambda text: None, mixed=[], augmentation=False)
+    out = tmp_path / "bench"
+    run_pipeline([joint], out, budget=Budget(1, 1, 4, 2), **kwargs)
+    real, synthetic = (out / "segmenters" / name / "checkpoints" / "last.pt" for name in ("real", "synthetic_dcgan"))
+    before = {p: p.stat().st_mtime_ns for p in (real, synthetic)}
+    run_pipeline([joint], out, budget=Budget(2, 1, 4, 2), **kwargs)  # the generator retrained: new samples
+    assert json.loads((out / "synthetic" / "dcgan" / "synthesis.json").read_text())["checkpoint_step"] == 2
+    assert real.stat().st_mtime_ns == before[real]  # same data, same budget: reused
+    assert synthetic.stat().st_mtime_ns != before[synthetic]  # its data changed: trained again

@@ -146,7 +146,9 @@ def merged_root(real: Path, synthetic: Path, out: Path) -> Path:
             if not link.exists():
                 os.symlink(Path(source, subject).resolve(), link)
     train = [f"real_{s}" for s in real_ids] + [f"synthetic_{s}" for s in synthetic_ids]
-    write_text_atomic(out / "split.json", json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n")
+    text = json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n"
+    if not (out / "split.json").is_file() or (out / "split.json").read_text() != text:  # unchanged: keep its time
+        write_text_atomic(out / "split.json", text)
     return out
 
 
@@ -285,9 +287,10 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     common = [f"trainer.seed={seed}", f"trainer.device={device}", "trainer.val_every=0"]
     timings: Dict[str, float] = {}
 
-    def fit(recipe_path: Path, overrides: Sequence[str], run_dir: Path, steps: int, what: str) -> Path:
+    def fit(recipe_path: Path, overrides: Sequence[str], run_dir: Path, steps: int, what: str,
+            data: Sequence[Path] = ()) -> Path:
         last = run_dir / "checkpoints" / "last.pt"
-        if last.is_file():
+        if last.is_file() and all(_newer(last, d) for d in data):  # a checkpoint older than its data is stale
             state = torch.load(last, map_location="cpu", weights_only=True)
             if int(state.get("step", -1)) == steps:
                 announce(f"benchmark: {what}: reusing {last}")
@@ -306,10 +309,10 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     generator_steps: Dict[str, int] = {}
     for g in generators:
         checkpoint = fit(g.recipe, [f"data.root={data_root}", *g.overrides], out_dir / "gans" / g.label,
-                         budget.gan_steps, f"generator {g.label}")
+                         budget.gan_steps, f"generator {g.label}", data=[data_root / "split.json"])
         generator_steps[g.label] = budget.gan_steps
         root = out_dir / "synthetic" / g.label
-        if not (root / "split.json").is_file():
+        if not (root / "split.json").is_file() or not _newer(root / "split.json", checkpoint):
             if root.exists():
                 import shutil
 
@@ -343,25 +346,28 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
         structures = {int(v): names.get(str(v), f"label_{v}") for v in values[1:]}
     seg_base = [*segmenter_overrides, f"data.batch_size={budget.batch_size}"]
     runs: List[Dict[str, Any]] = [
-        {"training_data": "real", "generator": "-", "root": data_root, "extra": []},
+        {"training_data": "real", "generator": "-", "root": data_root, "extra": [], "data": [data_root / "split.json"]},
         {"training_data": "real + classic augmentation", "generator": "-", "root": data_root,
-         "extra": ["data.dataset.flips=[0, 1]", f"data.dataset.transforms={json.dumps(CLASSIC_AUGMENTATION)}"]},
+         "data": [data_root / "split.json"], "extra": ["data.dataset.flips=[0, 1]", f"data.dataset.transforms={json.dumps(CLASSIC_AUGMENTATION)}"]},
     ]
     if not augmentation:
         runs.pop()
     for g in generators:
-        runs.append({"training_data": "synthetic", "generator": g.label, "root": synthetic[g.label], "extra": []})
+        runs.append({"training_data": "synthetic", "generator": g.label, "root": synthetic[g.label], "extra": [],
+                     "data": [synthetic[g.label] / "split.json"]})
     for g in generators:
         if mixed is not None and g.label not in mixed:
             continue
         root = merged_root(data_root, synthetic[g.label], out_dir / "mixed" / g.label)
-        runs.append({"training_data": "real + synthetic", "generator": g.label, "root": root, "extra": []})
+        runs.append({"training_data": "real + synthetic", "generator": g.label, "root": root, "extra": [],
+                     "data": [data_root / "split.json", synthetic[g.label] / "split.json"]})
     rows = []
     segmenter_checkpoints: Dict[str, Path] = {}
     for run in runs:
         slug = run["training_data"].replace(" + ", "_").replace(" ", "_") + ("" if run["generator"] == "-" else f"_{run['generator']}")
         checkpoint = fit(segmenter_recipe, [f"data.root={run['root']}", *seg_base, *run["extra"]],
-                         out_dir / "segmenters" / slug, budget.unet_steps, f"segmenter {slug}")
+                         out_dir / "segmenters" / slug, budget.unet_steps, f"segmenter {slug}",
+                         data=run["data"])
         segmenter_checkpoints[slug] = checkpoint
         scores = segmentation_scores(checkpoint, data_root, test_ids, structures, device=device)
         announce(f"benchmark: {run['training_data']} ({run['generator']}): Dice {scores['dice']:.3f}, "
@@ -416,6 +422,11 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     scatter_png(results, out_dir / "fid_vs_dice.png")
     announce(f"benchmark: results -> {out_dir / 'results.md'}, {out_dir / 'results.json'}, {out_dir / 'fid_vs_dice.png'}")
     return results
+
+
+def _newer(path: Path, than: Optional[Path]) -> bool:
+    """``path`` was written after ``than`` (or ``than`` is None): a stage's output is only reused then."""
+    return than is None or not Path(than).exists() or Path(path).stat().st_mtime_ns >= Path(than).stat().st_mtime_ns
 
 
 def _slices(path: Path) -> int:

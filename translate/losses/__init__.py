@@ -20,6 +20,7 @@ from .kl import KL
 from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
 from .gradient_correlation import GradientCorrelation
+from .r1 import R1  # noqa: E402
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
