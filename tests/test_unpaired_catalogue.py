@@ -21,11 +21,11 @@ from translate.losses import LOSSES
 from translate.recipe import load_recipe
 names = json.loads(sys.argv[1])
 missing = [n for n in names if n not in LOSSES]
-tree = load_recipe(sys.argv[2]).model_dump(mode="json")
+tree = load_recipe(sys.argv[2], check_paths=False).model_dump(mode="json")  # a fresh clone has no data/ yet
 tree["objective"]["generator"].append({"name": "gradient_correlation", "source": "real_a", "pred": "fake_b",
                                        "absolute": True})
 try:
-    load_recipe(tree=tree)
+    load_recipe(tree=tree, check_paths=False)
     recipe = "ok"
 except Exception as err:
     recipe = str(err)
