@@ -290,8 +290,8 @@ def data_register(moving: Path = typer.Argument(..., help="volume that moves, e.
                   seed: int = typer.Option(0, help="metric sampling seed; same seed, same transform")):
     """Register MOVING to FIXED (SimpleITK, mutual information) and write the moved volume and the transform."""
     from .atomic import atomic_path
-    from .data.io import read_volume, volume_suffix, write_volume
-    from .data.registration import register_volumes
+    from .data.io import volume_suffix, write_volume
+    from .data.registration import register_volumes, transform_motion
     from .errors import TranslateError
 
     if transform_out is None:
@@ -307,9 +307,7 @@ def data_register(moving: Path = typer.Argument(..., help="volume that moves, e.
             sitk.WriteTransform(transform, str(tmp))
     except (RuntimeError, OSError) as err:
         raise TranslateError(f"cannot write transform {transform_out}: {' '.join(str(err).split())[-200:]}") from None
-    from .data.registration import transform_motion
-
-    motion = transform_motion(transform, read_volume(fixed, what="fixed"))
+    motion = transform_motion(transform, moved)  # moved lies on FIXED's grid: no second read
     typer.echo(f"register: {kind} {moving.name} -> {fixed.name}; moved volume {out}, transform {transform_out}")
     typer.echo(f"register: the transform moves {fixed.name}'s box by up to {motion['max_mm']:.1f} mm "
                f"(mean {motion['mean_mm']:.1f} mm) and rotates it by {motion['rotation_degrees']:.1f} degrees")

@@ -97,7 +97,8 @@ def main(argv=None) -> int:
             recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
                                                        *overrides, *args.overrides])
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
-            (work / "fit_summary.json").write_text(json.dumps({**summary, "load_average_1min": os.getloadavg()[0]}, default=str))
+            summary = {**summary, "load_average_1min": os.getloadavg()[0]}
+            (work / "fit_summary.json").write_text(json.dumps(summary, default=str))
         elif (work / "fit_summary.json").is_file():  # --reuse: the training time of the run being scored
             summary = json.loads((work / "fit_summary.json").read_text())
         else:

@@ -140,9 +140,10 @@ def register_volumes(moving: str | Path | sitk.Image, fixed: str | Path | sitk.I
 def transform_motion(transform: sitk.Transform, image: sitk.Image) -> dict:
     """How far ``transform`` moves the points of ``image``'s box: the largest and mean
     displacement (mm) over its 8 corners and centre, and the rotation angle (degrees) of its
-    linear part (exact for rigid transforms, approximate for affine ones; 0 for a translation). For volumes already in one frame of reference
-    (``initial="identity"``) this is how far the registration moved away from the scanner's own
-    alignment: a large figure on such data deserves a look before the pair is used.
+    linear part (exact for rigid transforms, approximate for affine ones; 0 for a translation).
+    For volumes already in one frame of reference (``initial="identity"``) this is how far the
+    registration moved away from the scanner's own alignment: a large figure on such data
+    deserves a look before the pair is used.
     """
     size = image.GetSize()
     corners = [(i, j, k) for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)]

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..data.intensity import HUWindow
 from .base import LOSSES, Tensors, Term, check_choice, check_pair
-from .pixel import PixelKind, _check_mask, masked_mean
+from .pixel import PixelKind, _check_mask, pixel_loss
 
 
 def _window(value: Sequence[float], what: str) -> Tuple[float, float]:
@@ -66,14 +66,8 @@ def window_pixel_loss(pred: Tensor, target: Tensor, kind: str = "l2", window: Se
     check_pair(pred, target, "window_pixel_loss")
     _check_mask(mask, pred, "window_pixel_loss")
     width = upper - lower
-    diff = (mapping.inverse(pred).clamp(lower, upper) - mapping.inverse(target).clamp(lower, upper)) / width
-    if kind == PixelKind.L1:
-        values = diff.abs()
-    elif kind == PixelKind.L2:
-        values = diff.square()
-    else:
-        values = (diff.square() + eps**2).sqrt() - eps
-    return masked_mean(values, mask)
+    return pixel_loss(mapping.inverse(pred).clamp(lower, upper) / width,
+                      mapping.inverse(target).clamp(lower, upper) / width, kind=kind.value, mask=mask, eps=eps)
 
 
 @LOSSES.register("window_pixel")
