@@ -176,3 +176,48 @@ def test_gradient_correlation_known_values():
     y = torch.randn(1, 1, 16, 16, requires_grad=True)
     (1 - gradient_correlation(x[:1], y)).backward()
     assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+# ----------------------------------------------------------------------------- critic intensity windows
+def test_windowed_input_adds_one_clipped_channel_per_window_and_keeps_gradients():
+    from translate.nn.windows import WindowedInput
+
+    critic = WindowedInput(torch.nn.Identity(), [(-0.5, 0.0), (0.5, 1.0)])
+    x = torch.tensor([[[-1.0, -0.25, 0.75]]], requires_grad=True)
+    out = critic(x)
+    assert out.tolist() == [[[-1.0, -0.25, 0.75], [-1.0, 0.0, 1.0], [-1.0, -1.0, 0.0]]]
+    out.sum().backward()
+    assert x.grad.tolist() == [[[1.0, 1.0 + 4.0, 1.0 + 4.0]]]  # through the copy, and the window where unclipped
+    with pytest.raises(ValueError, match="lower < upper"):
+        WindowedInput(torch.nn.Identity(), [(1.0, 0.0)])
+
+
+def test_ct_critic_sees_hu_windows_and_keeps_them_through_a_checkpoint(tiny_unpaired, tmp_path):
+    from translate.engine.build import build_model
+    from translate.engine.inferer import VolumeTranslator
+
+    recipe = _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path / "run", *TINY_2D,
+                     "model.networks.d_b.input_windows=[[-160, 240], [300, 1500]]")
+    model = build_model(recipe)
+    window = (2000.0 + 1024.0) / 2  # ct_hu [-1024, 2000]: HU h -> (h + 1024) / 1512 - 1
+    expected = [(h + 1024) / window - 1 for h in (-160, 240, 300, 1500)]
+    assert model.d_b.bounds.flatten().tolist() == pytest.approx(expected, abs=1e-6)
+    first = next(m for m in model.d_b.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 3  # the CT, then each window
+    fit_recipe(recipe, show_progress=False, announce=lambda _: None)
+    loaded = VolumeTranslator.from_checkpoint(tmp_path / "run/checkpoints/last.pt", device="cpu").model
+    assert torch.equal(loaded.d_b.bounds, model.d_b.bounds)
+    saved = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["networks"]["model"]
+    assert torch.equal(saved["d_b.bounds"], model.d_b.bounds) and "d_b.net.head.weight" in saved
+    for role, extra in (("d_a", "model.networks.d_a.input_windows=[[0, 100]]"),):
+        with pytest.raises(TranslateError, match=f"model.networks.{role}.input_windows: domain 'a': mr_percentile"):
+            _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path / "bad", *TINY_2D, extra)
+    with pytest.raises(TranslateError, match="input_windows.*lower < upper"):
+        _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path / "bad", *TINY_2D,
+                "model.networks.d_b.input_windows=[[240, -160]]")
+
+
+def test_only_single_domain_critics_take_windows(tiny_phantom, tmp_path):
+    with pytest.raises(TranslateError, match="model.networks.discriminator.input_windows: only a critic of one domain"):
+        load_recipe(REPO / "recipes/mr2ct.yaml", [f"data.root={tiny_phantom}", f"trainer.out_dir={tmp_path}",
+                                                  "model.networks.discriminator.input_windows=[[-160, 240]]"])

@@ -38,12 +38,25 @@ class NetworkSpec(Component):
 
     ``init`` (``normal``, ``xavier``, ``kaiming``, ``orthogonal``, ``none``) defaults to the
     model's choice for registered networks and to ``none`` for your own (dotted-path) classes;
-    it is never applied when ``weights`` names a state-dict file to load.
+    it is never applied when ``weights`` names a state-dict file to load. ``input_windows`` (critics
+    of one domain, e.g. CycleGAN's ``d_b``): ``[[lower, upper], ...]`` in the domain's native units
+    (HU), each shown to the critic as an extra clipped input channel (:class:`translate.nn.windows.WindowedInput`).
     """
 
     init: Optional[Literal["normal", "xavier", "kaiming", "orthogonal", "none"]] = None
     init_gain: Optional[float] = Field(None, gt=0)
     weights: Optional[Path] = None
+    input_windows: Optional[List[Tuple[float, float]]] = None
+
+    @field_validator("input_windows")
+    @classmethod
+    def _windows(cls, windows):
+        for lower, upper in windows or ():
+            if not lower < upper:
+                raise ValueError(f"expected [lower, upper] pairs with lower < upper, got {[lower, upper]}")
+        if windows is not None and not windows:
+            raise ValueError("expected at least one [lower, upper] pair (or leave it out)")
+        return windows
 
     def kwargs(self) -> Dict[str, Any]:
         return dict(self.model_extra or {})

@@ -58,6 +58,11 @@ class IntensitySpec:
         """Per-channel values to pad a normalised array with (the domain's background)."""
         return [float(x[c].min()) if x[c].size else -1.0 for c in range(x.shape[0])]
 
+    def network_value(self, value: float) -> float:
+        """A native value (HU for CT) in network units, for maps without per-volume parameters."""
+        raise ValueError(f"{self.name} normalises each volume on its own, so native values have no fixed "
+                         f"network value; expected a domain with a fixed map (ct_hu)")
+
     def body_mask(self, volume: np.ndarray) -> np.ndarray:
         """Where the subject is, from a native volume; used when a subject has no labels or valid mask."""
         return np.ones(volume.shape, dtype=bool)
@@ -90,6 +95,9 @@ class CTHounsfield(IntensitySpec):
 
     def pad_values(self, x):
         return [-1.0]
+
+    def network_value(self, value):
+        return float(self.window.forward(np.float32(value)))
 
     def body_mask(self, volume):
         return body_mask_from_ct(np.asarray(volume), threshold=BODY_HU)

@@ -19,6 +19,7 @@ from ..losses import build_objective
 from ..losses.base import Objective
 from ..models import MODELS, TranslationModel
 from ..models.base import Channels
+from ..nn.windows import WindowedInput
 from ..recipe import Recipe
 
 
@@ -70,6 +71,21 @@ def _load_weights(network: nn.Module, path: Path, role: str) -> None:
         raise TranslateError(f"model.networks.{role}.weights: {path} does not fit the network ({detail})") from None
 
 
+def _input_windows(role: str, spec, rule, domains: Mapping[str, Domain]) -> list:
+    """``spec.input_windows`` (native units) in the network units of the domain the critic judges."""
+    if not spec.input_windows:
+        return []
+    where = f"model.networks.{role}.input_windows"
+    if rule.kind != "discriminator" or rule.judges is None:
+        raise TranslateError(f"{where}: only a critic of one domain's images takes intensity windows "
+                             f"(CycleGAN/UNIT d_a, d_b); {role!r} is not one")
+    domain = domains[rule.judges]
+    try:
+        return [(domain.intensity.network_value(lo), domain.intensity.network_value(hi)) for lo, hi in spec.input_windows]
+    except ValueError as err:
+        raise TranslateError(f"{where}: domain {rule.judges!r}: {err}") from None
+
+
 def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, initialise: bool = True) -> TranslationModel:
     """Every role's network from its registry, initialised (unless loaded from ``weights``), wrapped by the model.
 
@@ -87,7 +103,9 @@ def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, 
     for role, spec in recipe.model.networks.items():
         rule = model_cls.roles[role]
         registry = GENERATORS if rule.kind == "generator" else DISCRIMINATORS
-        kwargs = dict(spatial_dims=recipe.model.spatial_dims, in_channels=rule.inputs(channels), **spec.kwargs())
+        windows = _input_windows(role, spec, rule, domains)
+        kwargs = dict(spatial_dims=recipe.model.spatial_dims, in_channels=rule.inputs(channels) * (1 + len(windows)),
+                      **spec.kwargs())
         if rule.outputs is not None:
             kwargs["out_channels"] = rule.outputs(channels)
         try:
@@ -96,6 +114,8 @@ def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, 
             raise TranslateError(f"model.networks.{role} ({spec.name}): {err}") from None
         if not isinstance(network, nn.Module):
             raise TranslateError(f"model.networks.{role}: {spec.name!r} did not build a torch.nn.Module")
+        if windows:
+            network = WindowedInput(network, windows)
         if initialise:
             if spec.weights is not None:
                 _load_weights(network, spec.weights, role)

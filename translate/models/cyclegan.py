@@ -118,8 +118,10 @@ class CycleGAN(TranslationModel):
     roles = {
         "g_ab": Role("generator", inputs=_single("a"), outputs=lambda c: c.domain["b"]),
         "g_ba": Role("generator", inputs=_single("b"), outputs=lambda c: c.domain["a"]),
-        "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"]),
-        "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"]),
+        "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"],
+                     judges="a"),
+        "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"],
+                     judges="b"),
     }
     directions = {"a2b": ("a", "b"), "b2a": ("b", "a")}
     pairing = "unpaired"

@@ -130,8 +130,10 @@ class UNIT(TranslationModel):
         "e_b": Role("generator", inputs=_single("b"), outputs=_latent),
         "dec_a": Role("generator", inputs=_latent, outputs=lambda c: c.domain["a"]),
         "dec_b": Role("generator", inputs=_latent, outputs=lambda c: c.domain["b"]),
-        "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"]),
-        "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"]),
+        "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"],
+                     judges="a"),
+        "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"],
+                     judges="b"),
     }
     directions = {"a2b": ("a", "b"), "b2a": ("b", "a")}
     pairing = "unpaired"
