@@ -197,18 +197,25 @@ def test_ct_critic_sees_hu_windows_and_keeps_them_through_a_checkpoint(tiny_unpa
     from translate.engine.inferer import VolumeTranslator
 
     recipe = _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path / "run", *TINY_2D,
-                     "model.networks.d_b.input_windows=[[-160, 240], [300, 1500]]")
+                     "model.networks.d_b.input_windows=[[-160, 240], [300, 1500]]",
+                     "model.networks.g_ba.input_windows=[[-160, 240]]")
     model = build_model(recipe)
     window = (2000.0 + 1024.0) / 2  # ct_hu [-1024, 2000]: HU h -> (h + 1024) / 1512 - 1
     expected = [(h + 1024) / window - 1 for h in (-160, 240, 300, 1500)]
     assert model.d_b.bounds.flatten().tolist() == pytest.approx(expected, abs=1e-6)
     first = next(m for m in model.d_b.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first.in_channels == 3  # the CT, then each window
+    assert next(m for m in model.g_ba.net.modules() if isinstance(m, torch.nn.Conv2d)).in_channels == 2
+    assert model.g_ba.size_multiple == model.g_ba.net.size_multiple == model.size_multiple()
     fit_recipe(recipe, show_progress=False, announce=lambda _: None)
     loaded = VolumeTranslator.from_checkpoint(tmp_path / "run/checkpoints/last.pt", device="cpu").model
     assert torch.equal(loaded.d_b.bounds, model.d_b.bounds)
     saved = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["networks"]["model"]
     assert torch.equal(saved["d_b.bounds"], model.d_b.bounds) and "d_b.net.head.weight" in saved
+    subject = tiny_unpaired / json.loads((tiny_unpaired / "split.json").read_text())["test"][0]
+    infer_volume(tmp_path / "run/checkpoints/last.pt", subject / "ct.nii.gz", tmp_path / "mr.nii.gz", direction="b2a",
+                 progress=False)
+    assert read_volume(tmp_path / "mr.nii.gz").GetSize() == read_volume(subject / "ct.nii.gz").GetSize()
     for role, extra in (("d_a", "model.networks.d_a.input_windows=[[0, 100]]"),):
         with pytest.raises(TranslateError, match=f"model.networks.{role}.input_windows: domain 'a': mr_percentile"):
             _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path / "bad", *TINY_2D, extra)
@@ -217,7 +224,7 @@ def test_ct_critic_sees_hu_windows_and_keeps_them_through_a_checkpoint(tiny_unpa
                 "model.networks.d_b.input_windows=[[240, -160]]")
 
 
-def test_only_single_domain_critics_take_windows(tiny_phantom, tmp_path):
-    with pytest.raises(TranslateError, match="model.networks.discriminator.input_windows: only a critic of one domain"):
+def test_only_networks_reading_one_domain_take_windows(tiny_phantom, tmp_path):
+    with pytest.raises(TranslateError, match="model.networks.discriminator.input_windows: only a network whose input is one"):
         load_recipe(REPO / "recipes/mr2ct.yaml", [f"data.root={tiny_phantom}", f"trainer.out_dir={tmp_path}",
                                                   "model.networks.discriminator.input_windows=[[-160, 240]]"])

@@ -38,8 +38,8 @@ class NetworkSpec(Component):
 
     ``init`` (``normal``, ``xavier``, ``kaiming``, ``orthogonal``, ``none``) defaults to the
     model's choice for registered networks and to ``none`` for your own (dotted-path) classes;
-    it is never applied when ``weights`` names a state-dict file to load. ``input_windows`` (critics
-    of one domain, e.g. CycleGAN's ``d_b``): ``[[lower, upper], ...]`` in the domain's native units
+    it is never applied when ``weights`` names a state-dict file to load. ``input_windows`` (networks
+    that read one domain's images, e.g. CycleGAN's ``d_b`` and ``g_ba`` on CT): ``[[lower, upper], ...]`` in the domain's native units
     (HU), each shown to the critic as an extra clipped input channel (:class:`translate.nn.windows.WindowedInput`).
     """
 

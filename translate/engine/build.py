@@ -72,18 +72,18 @@ def _load_weights(network: nn.Module, path: Path, role: str) -> None:
 
 
 def _input_windows(role: str, spec, rule, domains: Mapping[str, Domain]) -> list:
-    """``spec.input_windows`` (native units) in the network units of the domain the critic judges."""
+    """``spec.input_windows`` (native units) in the network units of the domain the network reads."""
     if not spec.input_windows:
         return []
     where = f"model.networks.{role}.input_windows"
-    if rule.kind != "discriminator" or rule.judges is None:
-        raise TranslateError(f"{where}: only a critic of one domain's images takes intensity windows "
-                             f"(CycleGAN/UNIT d_a, d_b); {role!r} is not one")
-    domain = domains[rule.judges]
+    if rule.reads is None:
+        raise TranslateError(f"{where}: only a network whose input is one domain's images takes intensity windows "
+                             f"(CycleGAN g_ab, g_ba, d_a, d_b; UNIT e_a, e_b, d_a, d_b); {role!r} is not one")
+    domain = domains[rule.reads]
     try:
         return [(domain.intensity.network_value(lo), domain.intensity.network_value(hi)) for lo, hi in spec.input_windows]
     except ValueError as err:
-        raise TranslateError(f"{where}: domain {rule.judges!r}: {err}") from None
+        raise TranslateError(f"{where}: domain {rule.reads!r}: {err}") from None
 
 
 def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, initialise: bool = True) -> TranslationModel:

@@ -44,8 +44,9 @@ class Role:
             ``out_channels`` argument, e.g. a PatchGAN).
         group: the optimiser it belongs to (``generator`` or ``discriminator``).
         optional: the recipe may leave it out (e.g. Pix2pix trained with L1 only).
-        judges: for a critic of one domain's images alone (CycleGAN's ``d_b``), that domain: the
-            recipe may then show it intensity windows of the domain (``input_windows``).
+        reads: for a network whose input is one domain's images alone (CycleGAN's ``d_b`` and
+            ``g_ba`` read CT), that domain: the recipe may then show it intensity windows of the
+            domain as extra input channels (``input_windows``).
     """
 
     kind: str
@@ -53,7 +54,7 @@ class Role:
     outputs: Optional[Callable[[Channels], int]] = None
     group: str = "generator"
     optional: bool = False
-    judges: Optional[str] = None
+    reads: Optional[str] = None
 
 
 class TranslationModel(nn.Module):

@@ -116,12 +116,12 @@ class CycleGAN(TranslationModel):
     """
 
     roles = {
-        "g_ab": Role("generator", inputs=_single("a"), outputs=lambda c: c.domain["b"]),
-        "g_ba": Role("generator", inputs=_single("b"), outputs=lambda c: c.domain["a"]),
+        "g_ab": Role("generator", inputs=_single("a"), outputs=lambda c: c.domain["b"], reads="a"),
+        "g_ba": Role("generator", inputs=_single("b"), outputs=lambda c: c.domain["a"], reads="b"),
         "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"],
-                     judges="a"),
+                     reads="a"),
         "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"],
-                     judges="b"),
+                     reads="b"),
     }
     directions = {"a2b": ("a", "b"), "b2a": ("b", "a")}
     pairing = "unpaired"

@@ -126,14 +126,14 @@ class UNIT(TranslationModel):
     """
 
     roles = {
-        "e_a": Role("generator", inputs=_single("a"), outputs=_latent),
-        "e_b": Role("generator", inputs=_single("b"), outputs=_latent),
+        "e_a": Role("generator", inputs=_single("a"), outputs=_latent, reads="a"),
+        "e_b": Role("generator", inputs=_single("b"), outputs=_latent, reads="b"),
         "dec_a": Role("generator", inputs=_latent, outputs=lambda c: c.domain["a"]),
         "dec_b": Role("generator", inputs=_latent, outputs=lambda c: c.domain["b"]),
         "d_a": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["a"],
-                     judges="a"),
+                     reads="a"),
         "d_b": Role("discriminator", group="discriminator", optional=True, inputs=lambda c: c.domain["b"],
-                     judges="b"),
+                     reads="b"),
     }
     directions = {"a2b": ("a", "b"), "b2a": ("b", "a")}
     pairing = "unpaired"

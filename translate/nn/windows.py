@@ -1,4 +1,4 @@
-"""Intensity windows as extra input channels of a critic.
+"""Intensity windows as extra input channels of a network that reads one domain (a critic, a generator).
 
 A CT critic that sees HU through one wide window ([-1024, 2000] HU -> [-1, 1]) barely sees soft
 tissue: fat (-100 HU) and muscle (+40 HU) differ by 0.09 there, and a critic with instance norm can
@@ -6,7 +6,8 @@ score a CT whose soft tissue is shifted by 150 HU as it scores the real one
 (``benchmarks/unpaired_diagnosis.py probe``). Radiologists read CT through several windows; so can a
 critic: :class:`WindowedInput` shows the network the image plus one clipped, rescaled copy per window,
 so soft-tissue differences reach it with the contrast of an abdomen window. Gradients still reach
-every voxel through the unclipped channel.
+every voxel through the unclipped channel. A generator that reads CT (CycleGAN's ``g_ba``) gains the
+same: it need not learn to amplify a 0.09 difference before it can tell fat from muscle.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class WindowedInput(nn.Module):
         for lower, upper in self.bounds.to(x.dtype):
             channels.append((x.clamp(lower, upper) - lower) * (2.0 / (upper - lower)) - 1.0)
         return torch.cat(channels, dim=1)
+
+    @property
+    def size_multiple(self) -> int:
+        """The wrapped generator's: inputs are padded to it."""
+        return int(getattr(self.net, "size_multiple", 1))
 
     def forward(self, x: Tensor, *args, **kwargs):
         return self.net(self.windowed(x), *args, **kwargs)
