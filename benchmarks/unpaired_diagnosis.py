@@ -13,6 +13,9 @@ Three actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` make
     soft tissue (-270..180 HU) are shifted by -300..+150 HU, against its score of the model's own
     translations: a critic that scores a shifted CT as it scores the real one cannot teach the
     generator where soft tissue lies in HU.
+``baseline``
+    The lookup-table baseline (fitted on the pairs of all training subjects) on the same val
+    subjects, so the runs have the bar they must beat beside them.
 ``collect``
     Gathers every ``runs/diag/*/val_summary.json`` (with the recipe each run saved) and probe into
     ``benchmarks/results/unpaired_diagnosis.json`` and ``.md``.
@@ -145,21 +148,59 @@ def probe(args) -> None:
     print(args.name, result)
 
 
+def baseline(args) -> None:
+    """The lookup-table baseline of the unpaired table (``mr2ct_ablation.lut_baseline``: mean training CT
+    per bin of normalised MR, fitted on the pairs of all training subjects), scored on the val subjects."""
+    import SimpleITK as sitk
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mr2ct_ablation import lut_baseline
+
+    from translate.data.masks import body_mask_from_ct
+    from translate.metrics.paired import evaluate_volumes
+
+    out = RUNS / "lut_val"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    split = json.loads((DATA / "split.json").read_text())
+    fit = {"train": split["train_a"] + split["train_b"], "test": split["val"]}
+    per_subject, real_hist, fake_hist = [], np.zeros(len(EDGES) - 1, int), np.zeros(len(EDGES) - 1, int)
+    for subject, path in zip(split["val"], lut_baseline(DATA, fit, out)):
+        per_subject.append(evaluate_volumes(path, DATA / subject / "ct.nii.gz"))
+        ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
+        fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
+        body = body_mask_from_ct(ct)
+        real_hist += np.histogram(ct[body], EDGES)[0]
+        fake_hist += np.histogram(fake[body], EDGES)[0]
+    summary = {k: float(np.nanmean([m[k] for m in per_subject])) for k in KEYS}
+    summary.update(steps=0, hist_edges_hu=EDGES, hist_real=real_hist.tolist(), hist_fake=fake_hist.tolist(),
+                   command=" ".join(["python", *sys.argv]), fitted_on="pairs of train_a + train_b")
+    (out / "val_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("lut_val", {k: round(summary[k], 3) for k in KEYS}, flush=True)
+
+
+def _windows(network: dict) -> str:
+    return ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in network.get("input_windows") or []) or "-"
+
+
 def collect(args) -> None:
     import yaml
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mr2ct_ablation import cpu_name
 
-    runs = {}
+    # runs of earlier sessions whose folders are gone stay in the record as they were measured
+    runs = json.loads(OUT.read_text())["runs"] if OUT.is_file() else {}
     for summary in sorted(RUNS.glob("*/val_summary.json")):
         run = summary.parent
-        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
         entry = json.loads(summary.read_text())
-        entry["recipe"] = {"critic_norm": recipe["model"]["networks"]["d_b"].get("norm"),
-                           "generator": recipe["model"]["networks"]["g_ab"],
-                           "objective": recipe["objective"]["generator"], "optim": recipe["optim"],
-                           "batch_size": recipe["data"]["batch_size"]}
+        if (run / "recipe.yaml").is_file():
+            recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+            nets = recipe["model"]["networks"]
+            entry["recipe"] = {"critic_norm": nets["d_b"].get("norm"), "generator": nets["g_ab"],
+                               "generator_ba": nets["g_ba"], "critic_b": nets["d_b"],
+                               "objective": recipe["objective"]["generator"], "optim": recipe["optim"],
+                               "batch_size": recipe["data"]["batch_size"]}
         if (run / "probe.json").is_file():
             entry["probe"] = json.loads((run / "probe.json").read_text())
         runs[run.name] = entry
@@ -170,17 +211,24 @@ def collect(args) -> None:
               "runs": runs}
     OUT.write_text(json.dumps(record, indent=1) + "\n")
     lines = ["Diagnostic unpaired MR -> CT runs on the phantom's 6 val subjects; 2-core Intel Xeon CPU, no GPU.", "",
-             "| run | steps | lr | generator terms (weight) | critic norm | MAE (HU) | bias (HU) | soft MAE | bone→soft % | d_b(real) | d_b(real, soft −150 HU) | d_b(own fakes) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in runs.items():
+             "| run | steps | generator | lr | generator terms (weight) | critic norm | windows d_b / g_ba (HU) | MAE (HU) | bias (HU) | soft MAE | bone→soft % | air→tissue % | d_b(real) | d_b(real, soft −150 HU) | d_b(own fakes) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in sorted(runs.items(), key=lambda item: "recipe" in item[1]):
+        if "recipe" not in r:  # a baseline fitted on pairs
+            lines.append(f"| {name} | fitted on pairs | - | - | - | - | - | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
+                         f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {100 * r['air_to_tissue']:.1f} | | | |")
+            continue
         p = r.get("probe", {})
         s = p.get("d_b_mean_logit_soft_tissue_shift_hu", {})
         cells = [f"{s[k]:.3f}" if k in s else "" for k in ("+0", "-150")]
         fake = f"{p['d_b_mean_logit_own_translations']:.3f}" if p else ""
         terms = ", ".join(f"{t['name']}{'_' + t['domain'] if t.get('domain') not in (None, 'both') else ''} "
                           f"{t.get('weight', 1.0):g}" for t in r["recipe"]["objective"] if t["name"] != "adversarial")
-        lines.append(f"| {name} | {r['steps']} | {r['recipe']['optim']['generator']['lr']:g} | {terms} | {r['recipe']['critic_norm']} | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
-                     f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {' | '.join(cells)} | {fake} |")
+        rec = r["recipe"]
+        windows = f"{_windows(rec.get('critic_b', {}))} / {_windows(rec.get('generator_ba', {}))}"
+        lines.append(f"| {name} | {r['steps']} | {rec['generator']['name']} | {rec['optim']['generator']['lr']:g} | {terms} | "
+                     f"{rec['critic_norm']} | {windows} | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
+                     f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {100 * r['air_to_tissue']:.1f} | {' | '.join(cells)} | {fake} |")
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
     from PIL import Image, ImageDraw
 
@@ -209,10 +257,11 @@ def main() -> None:
     t.add_argument("--add", default="", help="JSON list of generator terms to add")
     p = sub.add_parser("probe")
     p.add_argument("name")
+    sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
-    {"train": train, "probe": probe, "collect": collect}[args.action](args)
+    {"train": train, "probe": probe, "collect": collect, "baseline": baseline}[args.action](args)
 
 
 if __name__ == "__main__":
