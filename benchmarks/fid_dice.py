@@ -45,13 +45,24 @@ MODES = ["nonsaturating", "hinge"]
 EXTRA = ["spade", "stylegan"]
 
 
+#: SPADE widths: ``small`` is the CPU-sized network of the first tables (0.23 CPU s per step under load);
+#: ``recipe`` keeps the widths of recipes/spade-ct.yaml ([64, 32, 16], z 32, hidden 32, critic 16, batch 8)
+SPADE_SIZES = {
+    "small": ["model.networks.generator.channels=[32, 16, 16]", "model.networks.generator.z_dim=8",
+              "model.networks.generator.spade_hidden=16", "model.networks.discriminator.channels=8", "data.batch_size=4"],
+    "recipe": [],
+}
+SPADE_SIZE = ["small"]
+#: the SPADE generator's upsample_first option (the last SPADE block at the output resolution)
+SPADE_UPSAMPLE_FIRST = [False]
+
+
 def generators(dataset: str, label_values: int):
     labels = [f"data.domains.a.intensity.values={label_values}"]
     joint = [f"data.domains.a.intensity.values={label_values}", "model.networks.generator.channels=16",
              "model.networks.discriminator.channels=16", "data.batch_size=8"]  # the CPU budget
     # the CPU budget: a narrower SPADE than the recipe's (0.23 instead of 0.82 CPU s per step)
-    small = ["model.networks.generator.channels=[32, 16, 16]", "model.networks.generator.z_dim=8",
-             "model.networks.generator.spade_hidden=16", "model.networks.discriminator.channels=8", "data.batch_size=4"]
+    small = SPADE_SIZES[SPADE_SIZE[0]] + (["model.networks.generator.upsample_first=true"] if SPADE_UPSAMPLE_FIRST[0] else [])
     rows = [Generator("spade", RECIPES / "spade-ct.yaml", labels + small)] if "spade" in EXTRA else []
     for mode in MODES:
         extra = [f"objective.generator.0.mode={mode}", f"objective.discriminator.0.mode={mode}"]
@@ -79,7 +90,17 @@ def main() -> None:
     parser.add_argument("--generators", nargs="*", default=EXTRA, choices=["spade", "stylegan"],
                         help="SPADE and/or the joint StyleGAN2 besides the DCGAN-architecture --modes")
     parser.add_argument("--name", default="", help="suffix of the results files: fid_dice_<dataset>[_<name>]")
+    parser.add_argument("--spade-size", choices=sorted(SPADE_SIZES), default="small",
+                        help="small: the CPU-sized SPADE of the first tables; recipe: recipes/spade-ct.yaml's widths")
+    parser.add_argument("--spade-upsample-first", action="store_true",
+                        help="SPADE's last block at the output resolution (generator option upsample_first)")
+    parser.add_argument("--mix", choices=["concat", "balanced"], default="concat",
+                        help="real + synthetic rows: every slice once (concat) or half real, half synthetic (balanced)")
+    parser.add_argument("--augmented-copies", type=int, default=0,
+                        help="real + classic augmentation row: 0 draws torchio online per sample; N > 0 draws N copies once")
     args = parser.parse_args()
+    SPADE_SIZE[0] = args.spade_size
+    SPADE_UPSAMPLE_FIRST[0] = args.spade_upsample_first
     MODES[:] = args.modes
     EXTRA[:] = args.generators
     out = args.out / args.dataset
@@ -95,7 +116,8 @@ def main() -> None:
                            budget=Budget(gan_steps=args.gan_steps, unet_steps=args.unet_steps, n_samples=args.n_samples),
                            segmenter_overrides=seg_overrides, structures=structures, progress=False,
                            dataset_name=args.dataset, mixed=["spade"] if "spade" in EXTRA else [],
-                           augmentation=not args.no_augmentation)
+                           augmentation=not args.no_augmentation, mix=args.mix,
+                           augmented_copies=args.augmented_copies)
     results["command"] = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["load_average"] = list(os.getloadavg())
