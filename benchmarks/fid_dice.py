@@ -11,9 +11,11 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/fid_dice.py [--dataset phantom|totalseg] [--gan-steps 150] [--unet-steps 600]
         [--modes nonsaturating vanilla lsgan wgan wgan-gp hinge] [--generators spade stylegan] [--name SUFFIX]
 
-The README's tables: ``--gan-steps 4000 --generators spade --modes`` (SPADE, the bars) and
+The README's tables: ``--gan-steps 4000 --n-samples 2048 --generators spade --modes --augmented-copies 4``
+(SPADE, the bars; settings chosen on a development split by ``benchmarks/fid_dice_dev.py``),
 ``--gan-steps 500 --generators stylegan --modes nonsaturating lsgan wgan wgan-gp --name joint`` (the joint
-generators: seed 003's DCGAN and StyleGAN rows, seed 004's LSGAN / WGAN / WGAN-GP).
+generators: seed 003's DCGAN and StyleGAN rows, seed 004's LSGAN / WGAN / WGAN-GP) and
+``--gan-steps 2000 --generators --modes lsgan wgan wgan-gp hinge --name seed004`` (seed 004's comparison).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ SPADE_SIZES = {
     "recipe": [],
 }
 SPADE_SIZE = ["small"]
-#: the SPADE generator's upsample_first option (the last SPADE block at the output resolution)
-SPADE_UPSAMPLE_FIRST = [False]
+#: the SPADE generator's upsample_first option: True (recipes/spade-ct.yaml, Park et al.'s order) puts the last
+#: SPADE block at the output resolution; False (``--spade-upsample after``) is the order of the first tables
+SPADE_UPSAMPLE_FIRST = [True]
 
 
 def generators(dataset: str, label_values: int):
@@ -62,7 +65,7 @@ def generators(dataset: str, label_values: int):
     joint = [f"data.domains.a.intensity.values={label_values}", "model.networks.generator.channels=16",
              "model.networks.discriminator.channels=16", "data.batch_size=8"]  # the CPU budget
     # the CPU budget: a narrower SPADE than the recipe's (0.23 instead of 0.82 CPU s per step)
-    small = SPADE_SIZES[SPADE_SIZE[0]] + (["model.networks.generator.upsample_first=true"] if SPADE_UPSAMPLE_FIRST[0] else [])
+    small = SPADE_SIZES[SPADE_SIZE[0]] + [f"model.networks.generator.upsample_first={str(SPADE_UPSAMPLE_FIRST[0]).lower()}"]
     rows = [Generator("spade", RECIPES / "spade-ct.yaml", labels + small)] if "spade" in EXTRA else []
     for mode in MODES:
         extra = [f"objective.generator.0.mode={mode}", f"objective.discriminator.0.mode={mode}"]
@@ -92,15 +95,16 @@ def main() -> None:
     parser.add_argument("--name", default="", help="suffix of the results files: fid_dice_<dataset>[_<name>]")
     parser.add_argument("--spade-size", choices=sorted(SPADE_SIZES), default="small",
                         help="small: the CPU-sized SPADE of the first tables; recipe: recipes/spade-ct.yaml's widths")
-    parser.add_argument("--spade-upsample-first", action="store_true",
-                        help="SPADE's last block at the output resolution (generator option upsample_first)")
+    parser.add_argument("--spade-upsample", choices=["first", "after"], default="first",
+                        help="first: SPADE's last block at the output resolution (upsample_first: true, the recipe's); "
+                             "after: upsampling after every block (the first tables)")
     parser.add_argument("--mix", choices=["concat", "balanced"], default="concat",
                         help="real + synthetic rows: every slice once (concat) or half real, half synthetic (balanced)")
     parser.add_argument("--augmented-copies", type=int, default=0,
                         help="real + classic augmentation row: 0 draws torchio online per sample; N > 0 draws N copies once")
     args = parser.parse_args()
     SPADE_SIZE[0] = args.spade_size
-    SPADE_UPSAMPLE_FIRST[0] = args.spade_upsample_first
+    SPADE_UPSAMPLE_FIRST[0] = args.spade_upsample == "first"
     MODES[:] = args.modes
     EXTRA[:] = args.generators
     out = args.out / args.dataset

@@ -11,7 +11,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/fid_dice_dev.py --variant base --variant styles8:n_samples=1536 ...
 
 A variant is ``NAME[:key=value,...]`` with keys ``spade`` (``small`` | ``recipe``: the widths of
-``benchmarks/fid_dice.py --spade-size``), ``upsample_first`` (``1``: ``--spade-upsample-first``), ``gan_steps``, ``n_samples``, ``unet_steps``, ``mix``
+``benchmarks/fid_dice.py --spade-size``), ``upsample_first`` (``1``: ``fid_dice.py --spade-upsample first``; default ``0``, the first tables' order), ``gan_steps``, ``n_samples``, ``unet_steps``, ``mix``
 (``concat`` | ``balanced``), ``augmented_copies`` (0: no classic-augmentation row). One SPADE is
 trained per (size, steps) and shared by the variants that name it.
 """
@@ -112,14 +112,14 @@ def main() -> None:
                 {k: r[k] for k in ("training_data", "generator", "dice", "hd95_mm", "dice_per_structure") if k in r}
                 for r in results["rows"]],
             "synthetic_over_real_dice": results["synthetic_over_real_dice"], "seconds": time.perf_counter() - tic,
-            "stage_seconds": results["stage_seconds"],
+            "stage_seconds": results["stage_seconds"], "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         for r in results["rows"]:
             print(f"dev {name}: {r['training_data']} ({r['generator']}): Dice {r['dice']:.3f}", flush=True)
     previous.update({"train_subjects": json.loads((root / "split.json").read_text())["train"],
                      "held_out_subjects": json.loads((root / "split.json").read_text())["test"],
                      "note": "development split of the phantom's training subjects; its test subjects are never read",
-                     "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
+                     "commands": previous.get("commands", []) + ["OMP_NUM_THREADS=1 python " + " ".join(sys.argv)],
                      "machine": f"2-core Intel Xeon CPU, no GPU ({platform.machine()}), torch {torch.__version__}"})
     args.results.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.results, json.dumps(_finite(previous), indent=2) + "\n")
