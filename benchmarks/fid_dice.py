@@ -58,6 +58,8 @@ SPADE_SIZE = ["small"]
 #: the SPADE generator's upsample_first option: True (recipes/spade-ct.yaml, Park et al.'s order) puts the last
 #: SPADE block at the output resolution; False (``--spade-upsample after``) is the order of the first tables
 SPADE_UPSAMPLE_FIRST = [True]
+#: SPADE's image domain for the MR data set (--dataset totalseg_mr)
+MR_OVERRIDES: list = []
 
 
 def generators(dataset: str, label_values: int):
@@ -66,7 +68,7 @@ def generators(dataset: str, label_values: int):
              "model.networks.discriminator.channels=16", "data.batch_size=8"]  # the CPU budget
     # the CPU budget: a narrower SPADE than the recipe's (0.23 instead of 0.82 CPU s per step)
     small = SPADE_SIZES[SPADE_SIZE[0]] + [f"model.networks.generator.upsample_first={str(SPADE_UPSAMPLE_FIRST[0]).lower()}"]
-    rows = [Generator("spade", RECIPES / "spade-ct.yaml", labels + small)] if "spade" in EXTRA else []
+    rows = [Generator("spade", RECIPES / "spade-ct.yaml", labels + small + MR_OVERRIDES)] if "spade" in EXTRA else []
     for mode in MODES:
         extra = [f"objective.generator.0.mode={mode}", f"objective.discriminator.0.mode={mode}"]
         if mode == "wgan-gp":
@@ -82,7 +84,7 @@ def generators(dataset: str, label_values: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["phantom", "totalseg"], default="phantom")
+    parser.add_argument("--dataset", choices=["phantom", "totalseg", "totalseg_mr"], default="phantom")
     parser.add_argument("--gan-steps", type=int, default=150)
     parser.add_argument("--unet-steps", type=int, default=600)
     parser.add_argument("--n-samples", type=int, default=512)
@@ -116,6 +118,15 @@ def main() -> None:
         values = 5
         structures = TOTALSEG_NAMES
         seg_overrides = [f"data.domains.b.intensity.values={values}"]
+    if args.dataset == "totalseg_mr":  # the MR example: the same organs (TotalSegmentator "total_mr" ids), 96 x 96
+        data_root = slab_root(SHARED / "example_mr_sm.nii.gz", SHARED / "example_seg_mr.nii.gz", out / "data",
+                              labels=TOTALSEG, slabs=3, test_slabs=(1,), gap=1, crop=96, image_key="mr", fill=0)
+        values = 5
+        structures = TOTALSEG_NAMES
+        mr = "{name: mr_percentile}"  # per-volume percentiles: the synthetic MR's scale does not matter
+        seg_overrides = [f"data.domains.b.intensity.values={values}", "data.domains.a.key=mr",
+                         f"data.domains.a.intensity={mr}"]
+        MR_OVERRIDES[:] = ["data.domains.b.key=mr", f"data.domains.b.intensity={mr}"]
     results = run_pipeline(generators(args.dataset, values), out, data_root=data_root,
                            budget=Budget(gan_steps=args.gan_steps, unet_steps=args.unet_steps, n_samples=args.n_samples),
                            segmenter_overrides=seg_overrides, structures=structures, progress=False,

@@ -133,3 +133,19 @@ def test_spade_upsample_first_modulates_at_the_output_resolution():
     assert change_late.max() == 0
     with pytest.raises(ValueError, match="upsample_first"):
         SPADEGenerator(2, 3, 1, [8], upsample_first="yes")
+
+
+def test_slab_root_of_the_real_mr_writes_mr_images_padded_with_zero(shared_data, tmp_path):
+    from translate.evaluation.synthesis import slab_root
+
+    folder = shared_data / "totalseg"
+    root = slab_root(folder / "example_mr_sm.nii.gz", folder / "example_seg_mr.nii.gz", tmp_path / "mr",
+                     labels={5: 1, 1: 2, 2: 3, 3: 3, 6: 4}, slabs=3, test_slabs=(1,), gap=1, crop=96,
+                     image_key="mr", fill=0)
+    source = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "example_mr_sm.nii.gz")))  # (20, 91, 117)
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "slab_0" / "mr.nii.gz")))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "slab_0" / "labels.nii.gz")))
+    assert image.shape[1:] == (96, 96) and not (root / "slab_0" / "ct.nii.gz").exists()
+    assert (image[:, :2] == 0).all()  # 91 rows padded to 96 with the MR's background, not -1024
+    assert np.array_equal(image[:, 2:93], source[:image.shape[0], :, 10:106])  # centre crop of 117 columns
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4} and (labels == 1).any()

@@ -90,18 +90,19 @@ def real_test_ids(root: Path) -> List[str]:
 
 
 def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int = 3, test_slabs: Sequence[int] = (1,),
-              gap: int = 1, crop: int = 64) -> Path:
+              gap: int = 1, crop: int = 64, image_key: str = "ct", fill: float = -1024) -> Path:
     """A data root from one CT and its label volume: axial slabs as subjects, whole slabs train or test.
 
     The volume is cut into ``slabs`` contiguous slabs along z; ``gap`` slices each side of every cut
     belong to neither slab, so no test slice has a training neighbour. Labels are mapped by ``labels`` (others ->
-    0) and the plane centre-cropped / padded to ``crop`` x ``crop``.
+    0) and the plane centre-cropped / padded to ``crop`` x ``crop`` (the image padded with ``fill``).
+    The image is written as ``<image_key>.nii.gz`` (``ct``; ``mr`` for an MR volume, ``fill=0``).
     """
     import SimpleITK as sitk
 
     from ..data.io import array_to_image, image_to_array, read_volume, write_volume
 
-    ct_image, seg_image = read_volume(ct, what="CT"), read_volume(seg, what="labels")
+    ct_image, seg_image = read_volume(ct, what=image_key), read_volume(seg, what="labels")
     ct_array, seg_array = image_to_array(ct_image), image_to_array(seg_image)
     mapped = np.zeros(seg_array.shape, np.uint8)
     for source, target in labels.items():
@@ -112,9 +113,9 @@ def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int
     for k in range(slabs):
         start, stop = edges[k] + (gap if k else 0), edges[k + 1] - (gap if k < slabs - 1 else 0)
         subject = f"slab_{k}"
-        arrays = {"ct": ct_array[start:stop], "labels": mapped[start:stop]}
+        arrays = {image_key: ct_array[start:stop], "labels": mapped[start:stop]}
         for key, array in arrays.items():
-            array = _crop_plane(array, crop, -1024 if key == "ct" else 0)
+            array = _crop_plane(array, crop, fill if key == image_key else 0)
             reference = sitk.GetImageFromArray(array)
             reference.SetSpacing(ct_image.GetSpacing())
             reference.SetDirection(ct_image.GetDirection())
