@@ -39,5 +39,5 @@ def _umask() -> int:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")  # not the locale's: a C locale cannot write "–"
     return Path(path)

@@ -350,6 +350,10 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                         inception_weights: Optional[Path] = typer.Option(None, help="torchvision Inception-v3 state dict (local file)"),
                         segmenter_recipe: Optional[Path] = typer.Option(None, help="default: recipes/segmenter-unet.yaml"),
                         seed: int = typer.Option(0), device: str = typer.Option("cpu"),
+                        mix: str = typer.Option("concat", "--mix", help="real + synthetic rows: concat (every slice once) "
+                                                                       "or balanced (half real, half synthetic)"),
+                        augmented_copies: int = typer.Option(0, "--augmented-copies", min=0,
+                                                             help="classic augmentation drawn online (0) or N copies drawn once"),
                         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")):
     """Seed 003's FID/Dice study: train generators, sample pairs, train one U-Net on each data set, score on real test data."""
     from .evaluation.synthesis import Budget, parse_generator, run_pipeline
@@ -358,6 +362,7 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                  budget=Budget(gan_steps=gan_steps, unet_steps=unet_steps, n_samples=n_samples),
                  extractors=extractor or ["segmenter"], inception_weights=inception_weights,
                  segmenter_recipe=segmenter_recipe, seed=seed, device=device, progress=not quiet,
+                 mix=mix, augmented_copies=augmented_copies,
                  announce=lambda text: typer.echo(text, err=True))
 
 

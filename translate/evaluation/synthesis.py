@@ -40,6 +40,8 @@ CLASSIC_AUGMENTATION = [
     {"name": "RandomAffine", "scales": 0.0, "degrees": [0, 0, 15], "p": 0.75},
     {"name": "RandomElasticDeformation", "num_control_points": [7, 7, 5], "max_displacement": [4, 4, 0], "p": 0.5},
 ]
+#: how the "real + synthetic" rows mix the two (see :func:`merged_root`)
+MIXES = ("concat", "balanced")
 
 
 @dataclass
@@ -88,18 +90,19 @@ def real_test_ids(root: Path) -> List[str]:
 
 
 def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int = 3, test_slabs: Sequence[int] = (1,),
-              gap: int = 1, crop: int = 64) -> Path:
+              gap: int = 1, crop: int = 64, image_key: str = "ct", fill: float = -1024) -> Path:
     """A data root from one CT and its label volume: axial slabs as subjects, whole slabs train or test.
 
     The volume is cut into ``slabs`` contiguous slabs along z; ``gap`` slices each side of every cut
     belong to neither slab, so no test slice has a training neighbour. Labels are mapped by ``labels`` (others ->
-    0) and the plane centre-cropped / padded to ``crop`` x ``crop``.
+    0) and the plane centre-cropped / padded to ``crop`` x ``crop`` (the image padded with ``fill``).
+    The image is written as ``<image_key>.nii.gz`` (``ct``; ``mr`` for an MR volume, ``fill=0``).
     """
     import SimpleITK as sitk
 
     from ..data.io import array_to_image, image_to_array, read_volume, write_volume
 
-    ct_image, seg_image = read_volume(ct, what="CT"), read_volume(seg, what="labels")
+    ct_image, seg_image = read_volume(ct, what=image_key), read_volume(seg, what="labels")
     ct_array, seg_array = image_to_array(ct_image), image_to_array(seg_image)
     mapped = np.zeros(seg_array.shape, np.uint8)
     for source, target in labels.items():
@@ -110,9 +113,9 @@ def slab_root(ct: Path, seg: Path, out: Path, labels: Dict[int, int], slabs: int
     for k in range(slabs):
         start, stop = edges[k] + (gap if k else 0), edges[k + 1] - (gap if k < slabs - 1 else 0)
         subject = f"slab_{k}"
-        arrays = {"ct": ct_array[start:stop], "labels": mapped[start:stop]}
+        arrays = {image_key: ct_array[start:stop], "labels": mapped[start:stop]}
         for key, array in arrays.items():
-            array = _crop_plane(array, crop, -1024 if key == "ct" else 0)
+            array = _crop_plane(array, crop, fill if key == image_key else 0)
             reference = sitk.GetImageFromArray(array)
             reference.SetSpacing(ct_image.GetSpacing())
             reference.SetDirection(ct_image.GetDirection())
@@ -133,22 +136,113 @@ def _crop_plane(array: np.ndarray, size: int, fill: float) -> np.ndarray:
     return out
 
 
-def merged_root(real: Path, synthetic: Path, out: Path) -> Path:
-    """A data root whose train split is the real train subjects plus every synthetic sample (symlinks)."""
+def merged_root(real: Path, synthetic: Path, out: Path, mix: str = "concat") -> Path:
+    """A data root whose train split is the real train subjects plus every synthetic sample (symlinks).
+
+    ``mix``: ``concat`` lists every real and synthetic subject once (each slice equally likely, so
+    the larger synthetic set dominates the batches); ``balanced`` repeats the real subjects until
+    they hold as many slices as the synthetic ones, so every epoch, and every batch on average, is
+    half real, half synthetic (the synthetic data adds variety without outvoting the real images).
+    """
     from ..data.subjects import read_split
 
+    if mix not in MIXES:
+        raise TranslateError(f"--mix {mix!r}: expected one of {', '.join(MIXES)}")
     out.mkdir(parents=True, exist_ok=True)
     real_ids = read_split(real)["train"]
     synthetic_ids = read_split(synthetic)["train"]
-    for source, ids, prefix in ((real, real_ids, "real_"), (synthetic, synthetic_ids, "synthetic_")):
-        for subject in ids:
-            link = out / f"{prefix}{subject}"
+    repeats = 1
+    if mix == "balanced":
+        real_slices = sum(_subject_slices(Path(real, s)) for s in real_ids)
+        synthetic_slices = sum(_subject_slices(Path(synthetic, s)) for s in synthetic_ids)
+        repeats = max(1, round(synthetic_slices / max(real_slices, 1)))
+    real_names = [(f"real_{s}" if r == 0 else f"real{r}_{s}", s) for r in range(repeats) for s in real_ids]
+    for source, pairs in ((real, real_names), (synthetic, [(f"synthetic_{s}", s) for s in synthetic_ids])):
+        for name, subject in pairs:
+            link = out / name
             if not link.exists():
                 os.symlink(Path(source, subject).resolve(), link)
-    train = [f"real_{s}" for s in real_ids] + [f"synthetic_{s}" for s in synthetic_ids]
+    train = [name for name, _ in real_names] + [f"synthetic_{s}" for s in synthetic_ids]
     text = json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n"
     if not (out / "split.json").is_file() or (out / "split.json").read_text() != text:  # unchanged: keep its time
         write_text_atomic(out / "split.json", text)
+    return out
+
+
+def _subject_slices(folder: Path) -> int:
+    """Axial slices of a subject folder (its first image's header; 0 for an empty folder)."""
+    import SimpleITK as sitk
+
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = reader.GetSize()
+            return int(size[2]) if len(size) > 2 else 1
+    return 0
+
+
+def augmented_root(real: Path, out: Path, copies: int, image_key: str, labels_key: str, seed: int = 0,
+                   transforms: Sequence[Dict[str, Any]] = CLASSIC_AUGMENTATION,
+                   announce: Callable[[str], None] = print) -> Path:
+    """A data root with the real train subjects plus ``copies`` augmented copies of each, drawn once.
+
+    Every axial slice of every copy gets its own draw of ``transforms`` (torchio; the label map as
+    a ``LabelMap``, so nearest-neighbour and the label ids stay ids; the image interpolated
+    linearly), written on the subject's grid with the subject's pixel types. Drawing a fixed set of
+    augmented copies once costs one pass of torchio instead of one per training sample, which is
+    what makes elastic deformation affordable on a CPU; random flips stay online in the recipe.
+    The copies are reused while ``split.json`` is newer than the real data's.
+    """
+    from ..data.augment import apply_transforms, build_transforms, draw_seed
+    from ..data.io import array_to_image, image_to_array, read_volume, write_volume
+    from ..data.subjects import find_image, read_split
+
+    if int(copies) != copies or copies < 1:
+        raise TranslateError(f"--augmented-copies: expected a positive integer, got {copies!r}")
+    out = Path(out)
+    real_ids = read_split(real)["train"]
+    names = [f"aug{k}_{s}" for k in range(copies) for s in real_ids]
+    train = [f"real_{s}" for s in real_ids] + names
+    text = json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n"
+    recipe = json.dumps({"augmented_copies": copies, "seed": seed, "transforms": list(transforms)}, indent=2) + "\n"
+    split, made = out / "split.json", out / "augmentation.json"
+    if (split.is_file() and split.read_text() == text and made.is_file() and made.read_text() == recipe
+            and _newer(split, Path(real) / "split.json")):
+        return out
+    if split.is_file():
+        split.unlink()  # the copies change: the split is written again last
+    out.mkdir(parents=True, exist_ok=True)
+    transform = build_transforms(transforms, where="augmentation")
+    tic = time.perf_counter()
+    for index, subject in enumerate(real_ids):
+        link = out / f"real_{subject}"
+        if not link.exists():
+            os.symlink(Path(real, subject).resolve(), link)
+        paths = {key: find_image(Path(real) / subject, key) for key in (image_key, labels_key)}
+        for key, path in paths.items():
+            if path is None:
+                raise TranslateError(f"{real}/{subject}: no {key!r} image to augment")
+        images = {key: read_volume(path, what=key) for key, path in paths.items()}
+        arrays = {key: image_to_array(image) for key, image in images.items()}
+        for k in range(copies):
+            moved = {key: np.empty_like(array) for key, array in arrays.items()}
+            for z in range(arrays[image_key].shape[0]):
+                sample = {"image": arrays[image_key][z][None].astype(np.float32),
+                          "labels": arrays[labels_key][z][None].astype(np.float32)}
+                draw = (k * len(real_ids) + index) * 100_000 + z
+                result = apply_transforms(transform, sample, draw_seed(seed, draw, 3), spatial_dims=2)
+                image_dtype = arrays[image_key].dtype
+                value = result["image"][0]
+                moved[image_key][z] = np.rint(value) if np.issubdtype(image_dtype, np.integer) else value
+                moved[labels_key][z] = np.rint(result["labels"][0])
+            for key, path in paths.items():
+                target = out / f"aug{k}_{subject}" / path.name
+                write_volume(array_to_image(moved[key].astype(arrays[key].dtype), images[key]), target)
+    write_text_atomic(made, recipe)
+    write_text_atomic(split, text)
+    announce(f"benchmark: {copies} augmented copies of {len(real_ids)} subjects in {time.perf_counter() - tic:.0f} s -> {out}")
     return out
 
 
@@ -250,12 +344,19 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                  structures: Optional[Dict[int, str]] = None, progress: bool = True,
                  announce: Callable[[str], None] = print, phantom: Dict[str, Any] | None = None,
                  dataset_name: str = "phantom", mixed: Optional[Sequence[str]] = None,
-                 augmentation: bool = True) -> Dict[str, Any]:
+                 augmentation: bool = True, mix: str = "concat", augmented_copies: int = 0) -> Dict[str, Any]:
     """Run the whole pipeline; returns the results dict also written to ``out_dir/results.json``.
 
     ``mixed``: labels of the generators that get a "real + synthetic" row (default: every one);
-    ``augmentation``: train the "real + classic augmentation" row (torchio elastic is slow on a CPU).
+    ``augmentation``: train the "real + classic augmentation" row (torchio elastic is slow on a CPU);
+    ``mix``: ``concat`` or ``balanced`` (half real, half synthetic; :func:`merged_root`);
+    ``augmented_copies``: 0 draws the classic augmentation online for every sample; N > 0 draws N
+    augmented copies of every real training slice once (:func:`augmented_root`), flips stay online.
     """
+    if mix not in MIXES:
+        raise TranslateError(f"--mix {mix!r}: expected one of {', '.join(MIXES)}")
+    if int(augmented_copies) != augmented_copies or augmented_copies < 0:
+        raise TranslateError(f"--augmented-copies: expected an integer >= 0, got {augmented_copies!r}")
     from ..engine.run import fit_recipe
     from ..recipe import load_recipe
     from ..synthesis import synthesize
@@ -312,7 +413,9 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                          budget.gan_steps, f"generator {g.label}", data=[data_root / "split.json"])
         generator_steps[g.label] = budget.gan_steps
         root = out_dir / "synthetic" / g.label
-        if not (root / "split.json").is_file() or not _newer(root / "split.json", checkpoint):
+        stamp = json.dumps({"n_samples": budget.n_samples, "seed": seed})
+        if (not (root / "split.json").is_file() or not _newer(root / "split.json", checkpoint)
+                or not (root / "samples.json").is_file() or (root / "samples.json").read_text() != stamp):
             if root.exists():
                 import shutil
 
@@ -331,6 +434,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                 per_mask = max(1, math.ceil(budget.n_samples / max(slices, 1)))
                 synthesize(checkpoint, root, mask_list=masks, n=per_mask, seed=seed, device=device, progress=progress)
             timings[f"synthesize {g.label}"] = time.perf_counter() - tic
+            write_text_atomic(root / "samples.json", stamp)
         synthetic[g.label] = root
 
     # 4: segmenters
@@ -352,19 +456,27 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     ]
     if not augmentation:
         runs.pop()
+    elif augmented_copies:
+        root = augmented_root(data_root, out_dir / "augmented", augmented_copies, image_key, labels_key, seed=seed,
+                              announce=announce)
+        runs[-1].update(root=root, extra=["data.dataset.flips=[0, 1]"], data=[root / "split.json"],
+                        variant=f"_{augmented_copies}copies")
     for g in generators:
         runs.append({"training_data": "synthetic", "generator": g.label, "root": synthetic[g.label], "extra": [],
                      "data": [synthetic[g.label] / "split.json"]})
     for g in generators:
         if mixed is not None and g.label not in mixed:
             continue
-        root = merged_root(data_root, synthetic[g.label], out_dir / "mixed" / g.label)
+        root = merged_root(data_root, synthetic[g.label], out_dir / "mixed" / (g.label + ("" if mix == "concat" else f"_{mix}")),
+                           mix=mix)
         runs.append({"training_data": "real + synthetic", "generator": g.label, "root": root, "extra": [],
-                     "data": [data_root / "split.json", synthetic[g.label] / "split.json"]})
+                     "data": [data_root / "split.json", synthetic[g.label] / "split.json"],
+                     "variant": "" if mix == "concat" else f"_{mix}"})
     rows = []
     segmenter_checkpoints: Dict[str, Path] = {}
     for run in runs:
         slug = run["training_data"].replace(" + ", "_").replace(" ", "_") + ("" if run["generator"] == "-" else f"_{run['generator']}")
+        slug += run.get("variant", "")  # a balanced mix / precomputed copies train in their own folder
         checkpoint = fit(segmenter_recipe, [f"data.root={run['root']}", *seg_base, *run["extra"]],
                          out_dir / "segmenters" / slug, budget.unet_steps, f"segmenter {slug}",
                          data=run["data"])
@@ -414,6 +526,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
         "generators": [{"label": g.label, "recipe": str(g.recipe), "overrides": g.overrides,
                         "steps": generator_steps[g.label]} for g in generators],
         "segmenter_recipe": str(segmenter_recipe), "structures": {str(k): v for k, v in structures.items()},
+        "mix": mix, "augmented_copies": augmented_copies if augmentation else None,
         "rows": rows, "synthetic_over_real_dice": {r["generator"]: r["dice"] / real_dice for r in synthetic_rows},
         "fid_ranks_like_dice": ranking, "stage_seconds": timings, "seconds": time.perf_counter() - started,
     }

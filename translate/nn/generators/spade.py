@@ -72,6 +72,11 @@ class SPADEGenerator(nn.Module):
         encoder_channels: widths of the style encoder.
         spade_hidden: channels of the SPADE blocks' shared layer.
         norm: parameter-free normalisation inside SPADE (``instance`` or ``batch``).
+        upsample_first: upsample *before* every block but the first (Park et al.'s order), so the
+            last SPADE block modulates at the output resolution and one-pixel structures (a thin
+            cortex, small gas pockets) are placed by the label map itself; the default (False)
+            upsamples after every block, so the last modulation is at half resolution and the
+            output only sees it through one 3x3 convolution. Costs about 4x the block compute.
 
     Example:
         >>> g = SPADEGenerator(spatial_dims=2, in_channels=4, out_channels=1, channels=[32, 16])
@@ -81,7 +86,8 @@ class SPADEGenerator(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 2, out_channels: int = 1,
                  channels: Sequence[int] = (64, 32, 16), z_dim: int = 32, style_encoder: bool = False,
-                 encoder_channels: Sequence[int] = (16, 32, 64), spade_hidden: int = 32, norm: str = "instance"):
+                 encoder_channels: Sequence[int] = (16, 32, 64), spade_hidden: int = 32, norm: str = "instance",
+                 upsample_first: bool = False):
         super().__init__()
         from monai.networks.blocks import Convolution
         from monai.networks.nets.spade_network import SPADENetResBlock
@@ -96,6 +102,9 @@ class SPADEGenerator(nn.Module):
             raise ValueError(f"norm: expected 'instance' or 'batch', got {norm!r}")
         self.in_channels, self.out_channels, self.z_dim = int(in_channels), int(out_channels), int(z_dim)
         self.levels = len(channels)
+        if not isinstance(upsample_first, bool):
+            raise ValueError(f"upsample_first: expected true or false, got {upsample_first!r}")
+        self.upsample_first = upsample_first
         self.conv_init = Convolution(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=channels[0],
                                      kernel_size=3, act=None, norm=None)
         widths = channels + [channels[-1]]
@@ -111,7 +120,7 @@ class SPADEGenerator(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        return 2 ** self.levels
+        return 2 ** (self.levels - 1 if self.upsample_first else self.levels)
 
     def encode(self, image: Tensor) -> Tuple[Tensor, Tensor]:
         """``(B, C_out, *S)`` image -> ``(mu, logvar)``, each ``(B, z_dim)``."""
@@ -127,6 +136,9 @@ class SPADEGenerator(nn.Module):
         coarse = [s // self.size_multiple for s in seg.shape[2:]]
         x = self.conv_init(F.interpolate(seg, size=coarse, mode="nearest"))
         condition = torch.cat([seg, z.view(*z.shape, *([1] * self.spatial_dims)).expand(-1, -1, *seg.shape[2:])], 1)
-        for block in self.blocks:
-            x = F.interpolate(block(x, condition), scale_factor=2, mode="nearest")
+        for i, block in enumerate(self.blocks):
+            if self.upsample_first:
+                x = block(F.interpolate(x, scale_factor=2, mode="nearest") if i else x, condition)
+            else:
+                x = F.interpolate(block(x, condition), scale_factor=2, mode="nearest")
         return self.head(x)
