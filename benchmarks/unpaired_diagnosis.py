@@ -63,14 +63,32 @@ def _edit_objective(recipe, drop, add):
     return load_recipe(tree=tree)
 
 
+def _score(subjects, paths) -> dict:
+    """Mean metrics (``KEYS``) of synthetic CTs ``paths`` against the subjects' CTs, and HU histograms inside the body."""
+    import SimpleITK as sitk
+
+    from translate.data.masks import body_mask_from_ct
+    from translate.metrics.paired import evaluate_volumes
+
+    per_subject, real_hist, fake_hist = [], np.zeros(len(EDGES) - 1, int), np.zeros(len(EDGES) - 1, int)
+    for subject, path in zip(subjects, paths):
+        per_subject.append(evaluate_volumes(path, DATA / subject / "ct.nii.gz"))
+        ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
+        fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
+        body = body_mask_from_ct(ct)
+        real_hist += np.histogram(ct[body], EDGES)[0]
+        fake_hist += np.histogram(fake[body], EDGES)[0]
+    summary = {k: float(np.nanmean([m[k] for m in per_subject])) for k in KEYS}
+    summary.update(hist_edges_hu=EDGES, hist_real=real_hist.tolist(), hist_fake=fake_hist.tolist())
+    return summary
+
+
 def train(args) -> None:
     import SimpleITK as sitk
     from PIL import Image
 
-    from translate.data.masks import body_mask_from_ct
     from translate.engine.inferer import infer_volume
     from translate.engine.run import fit_recipe
-    from translate.metrics.paired import evaluate_volumes
     from translate.recipe import load_recipe
 
     out = RUNS / args.name
@@ -83,19 +101,13 @@ def train(args) -> None:
     started = time.perf_counter()
     fit_recipe(recipe, show_progress=False)
     train_s = time.perf_counter() - started
-    per_subject, real_hist, fake_hist = [], np.zeros(len(EDGES) - 1, int), np.zeros(len(EDGES) - 1, int)
+    paths = []
     for subject in split["val"]:
-        path = out / f"{subject}_sct.nii.gz"
-        infer_volume(out / "checkpoints" / "last.pt", DATA / subject / "mr.nii.gz", path, direction="a2b", progress=False)
-        per_subject.append(evaluate_volumes(path, DATA / subject / "ct.nii.gz"))
-        ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
-        fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
-        body = body_mask_from_ct(ct)
-        real_hist += np.histogram(ct[body], EDGES)[0]
-        fake_hist += np.histogram(fake[body], EDGES)[0]
-    summary = {k: float(np.nanmean([m[k] for m in per_subject])) for k in KEYS}
-    summary.update(train_s=train_s, steps=args.steps, hist_edges_hu=EDGES, hist_real=real_hist.tolist(),
-                   hist_fake=fake_hist.tolist(), command=" ".join(["python", *sys.argv]),
+        paths.append(out / f"{subject}_sct.nii.gz")
+        infer_volume(out / "checkpoints" / "last.pt", DATA / subject / "mr.nii.gz", paths[-1], direction="a2b",
+                     progress=False)
+    summary = _score(split["val"], paths)
+    summary.update(train_s=train_s, steps=args.steps, command=" ".join(["python", *sys.argv]),
                    val_curve=[{k: v for k, v in json.loads(line).items() if k in ("step", "val_mae_hu")}
                               for line in (out / "metrics.jsonl").read_text().splitlines() if "val_mae_hu" in line])
     (out / "val_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -151,30 +163,16 @@ def probe(args) -> None:
 def baseline(args) -> None:
     """The lookup-table baseline of the unpaired table (``mr2ct_ablation.lut_baseline``: mean training CT
     per bin of normalised MR, fitted on the pairs of all training subjects), scored on the val subjects."""
-    import SimpleITK as sitk
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from mr2ct_ablation import lut_baseline
-
-    from translate.data.masks import body_mask_from_ct
-    from translate.metrics.paired import evaluate_volumes
 
     out = RUNS / "lut_val"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     split = json.loads((DATA / "split.json").read_text())
     fit = {"train": split["train_a"] + split["train_b"], "test": split["val"]}
-    per_subject, real_hist, fake_hist = [], np.zeros(len(EDGES) - 1, int), np.zeros(len(EDGES) - 1, int)
-    for subject, path in zip(split["val"], lut_baseline(DATA, fit, out)):
-        per_subject.append(evaluate_volumes(path, DATA / subject / "ct.nii.gz"))
-        ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
-        fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
-        body = body_mask_from_ct(ct)
-        real_hist += np.histogram(ct[body], EDGES)[0]
-        fake_hist += np.histogram(fake[body], EDGES)[0]
-    summary = {k: float(np.nanmean([m[k] for m in per_subject])) for k in KEYS}
-    summary.update(steps=0, hist_edges_hu=EDGES, hist_real=real_hist.tolist(), hist_fake=fake_hist.tolist(),
-                   command=" ".join(["python", *sys.argv]), fitted_on="pairs of train_a + train_b")
+    summary = _score(split["val"], lut_baseline(DATA, fit, out))
+    summary.update(steps=0, command=" ".join(["python", *sys.argv]), fitted_on="pairs of train_a + train_b")
     (out / "val_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("lut_val", {k: round(summary[k], 3) for k in KEYS}, flush=True)
 
