@@ -44,6 +44,11 @@ CLASSIC_AUGMENTATION = [
 MIXES = ("concat", "balanced")
 
 
+def _check_mix(mix: str) -> None:
+    if mix not in MIXES:
+        raise TranslateError(f"--mix {mix!r}: expected one of {', '.join(MIXES)}")
+
+
 @dataclass
 class Generator:
     """One generator row: a recipe, its overrides and a row label."""
@@ -146,8 +151,7 @@ def merged_root(real: Path, synthetic: Path, out: Path, mix: str = "concat") -> 
     """
     from ..data.subjects import read_split
 
-    if mix not in MIXES:
-        raise TranslateError(f"--mix {mix!r}: expected one of {', '.join(MIXES)}")
+    _check_mix(mix)
     out.mkdir(parents=True, exist_ok=True)
     real_ids = read_split(real)["train"]
     synthetic_ids = read_split(synthetic)["train"]
@@ -353,8 +357,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     ``augmented_copies``: 0 draws the classic augmentation online for every sample; N > 0 draws N
     augmented copies of every real training slice once (:func:`augmented_root`), flips stay online.
     """
-    if mix not in MIXES:
-        raise TranslateError(f"--mix {mix!r}: expected one of {', '.join(MIXES)}")
+    _check_mix(mix)
     if int(augmented_copies) != augmented_copies or augmented_copies < 0:
         raise TranslateError(f"--augmented-copies: expected an integer >= 0, got {augmented_copies!r}")
     from ..engine.run import fit_recipe
