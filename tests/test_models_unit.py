@@ -46,6 +46,19 @@ def test_shared_layers_are_one_parameter_object(tiny_unpaired):
     assert torch.equal(next(model.e_a.shared.parameters()), next(model.e_b.shared.parameters()))
 
 
+def test_a_windowed_ct_encoder_still_shares_its_inner_layers(tiny_unpaired):
+    recipe = load_recipe(REPO / "recipes" / "mr2ct-unit.yaml",
+                         [f"data.root={tiny_unpaired}", f"trainer.out_dir={tiny_unpaired / 'unused'}", *TINY,
+                          "model.networks.e_b.input_windows=[[-160, 240]]",
+                          "model.networks.d_b.input_windows=[[-160, 240]]"])
+    model = build_model(recipe)
+    assert model.e_b.net.shared is model.e_a.shared  # the wrapper's inner encoder is tied, not a copy
+    first = next(m for m in model.e_b.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 2  # the CT and its soft-tissue window
+    generator_params = list(model.parameter_groups()["generator"])
+    assert len(generator_params) == len({id(p) for p in generator_params})
+
+
 def test_unit_refuses_networks_without_matching_shared_layers():
     enc = dict(spatial_dims=2, in_channels=1, out_channels=8)
     with pytest.raises(ValueError, match="shared layers differ"):

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..nn.generators.resnet import ResidualBlock
 from ..nn.layers import check_norm, check_spatial_dims, conv, conv_bias, conv_transpose, norm_layer
 from ..nn.layers import final_activation as make_final_activation
+from ..nn.windows import WindowedInput
 from .base import MODELS, Channels, Role, TranslationModel
 from .cyclegan import _single
 
@@ -151,7 +152,9 @@ class UNIT(TranslationModel):
         if (d_a is None) != (d_b is None):
             raise ValueError("networks d_a and d_b: give both discriminators or neither")
         for first, second in (("e_a", "e_b"), ("dec_a", "dec_b")):
-            one, two = locals()[first], locals()[second]
+            # an encoder given ``input_windows`` is wrapped (translate.nn.windows.WindowedInput): tie its inner network
+            one, two = (net.net if isinstance(net, WindowedInput) else net
+                        for net in ({"e_a": e_a, "e_b": e_b, "dec_a": dec_a, "dec_b": dec_b}[r] for r in (first, second)))
             for role, net in ((first, one), (second, two)):
                 if not isinstance(getattr(net, "shared", None), nn.Module):
                     raise ValueError(f"networks {role}: a UNIT network needs a `shared` submodule "
