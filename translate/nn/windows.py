@@ -36,9 +36,10 @@ class WindowedInput(nn.Module):
 
     def __init__(self, net: nn.Module, windows: Sequence[Tuple[float, float]]):
         super().__init__()
-        bounds = torch.as_tensor([[float(lo), float(hi)] for lo, hi in windows], dtype=torch.float32).reshape(-1, 2)
-        if len(bounds) == 0 or not bool((bounds[:, 1] > bounds[:, 0]).all()):
+        pairs = [[float(lo), float(hi)] for lo, hi in windows]
+        if not pairs or any(not lo < hi for lo, hi in pairs):  # checked in Python: the build may be on the meta device
             raise ValueError(f"input_windows: expected [lower, upper] pairs with lower < upper, got {list(windows)}")
+        bounds = torch.as_tensor(pairs, dtype=torch.float32).reshape(-1, 2)
         self.net = net
         self.register_buffer("bounds", bounds)
 
