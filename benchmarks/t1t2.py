@@ -28,7 +28,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
-from unpaired import UNET  # noqa: E402
 
 from translate.data.subjects import load_volumes, subjects_from_folder  # noqa: E402
 from translate.engine.inferer import VolumeTranslator  # noqa: E402
@@ -37,12 +36,18 @@ from translate.engine.validation import score_volume  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+UNET = "{name: unet, channels: [16, 32, 64, 128, 128], norm: instance, dropout: 0.0}"  # the Pix2pix row's generator
 T2 = "{key: t2, intensity: {name: mr_percentile, lower: 0.5, upper: 99.5}}"
+T1T2_OBJECTIVE = ("[{name: adversarial, mode: lsgan, fake: d_fake_b}, {name: adversarial, mode: lsgan, fake: d_fake_a}, "
+                  "{name: cycle, kind: l1, domain: both, weight: 10.0}, {name: identity, kind: l1, domain: both, weight: 5.0}]")
 ROWS = {
     "unit": {"recipe": "recipes/t1t2-unit.yaml", "overrides": []},
     "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml",
                  "overrides": [f"data.domains.b={T2}", f"model.networks.g_ab={UNET}", f"model.networks.g_ba={UNET}",
-                               "data.batch_size=1", "optim.generator.lr=5.0e-4", "optim.discriminator.lr=5.0e-4"]},
+                               "data.batch_size=1", "optim.generator.lr=5.0e-4", "optim.discriminator.lr=5.0e-4",
+                               # the MR -> CT recipe's HU windows and windowed CT cycle do not apply to a T2 domain:
+                               # the objective of the recorded table (LSGAN, cycle 10, identity 5)
+                               "model.networks.d_b.input_windows=null", f"objective.generator={T1T2_OBJECTIVE}"]},
 }
 
 
