@@ -91,7 +91,9 @@ def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `tr
           device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
           output_format: str = typer.Option("auto", "--format", help="auto (OUTPUT's extension; with an input folder, "
-                                            "each input's own format), nii.gz, nii, nrrd, mha or dicom")):
+                                            "each input's own format), nii.gz, nii, nrrd, mha or dicom"),
+          tta: str = typer.Option("none", help="test-time augmentation: none, or flips (the mean over every "
+                                  "combination of the flips the model was trained with)")):
     """Translate a whole volume; the output lies on the input's grid, in the output domain's units (HU for CT)."""
     from .data.io import is_dicom_folder
     from .engine.checks import check_device
@@ -104,11 +106,11 @@ def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `tr
 
         summary = infer_folder(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
                                device=device, progress=not quiet, output_format=output_format,
-                               report=lambda text: typer.echo(text, err=True))
+                               report=lambda text: typer.echo(text, err=True), tta=tta)
         typer.echo(f"infer: {len(summary['written'])} written, {len(summary['failed'])} failed -> {output}")
         raise typer.Exit(1 if summary["failed"] else 0)
     result = infer_volume(checkpoint, source, output, direction=direction, axis=axis, batch_size=batch_size,
-                          device=device, progress=not quiet, output_format=output_format)
+                          device=device, progress=not quiet, output_format=output_format, tta=tta)
     typer.echo(f"infer: {result['direction']} {'x'.join(map(str, result['shape']))} -> {result['output']}")
 
 

@@ -55,7 +55,7 @@ def output_name(source: Path, out_dir: Path, output_format: str) -> Tuple[Path, 
 def infer_folder(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path, *, direction: str = "a2b",
                  axis: Optional[int] = None, batch_size: Optional[int] = None, device: str = "auto",
                  progress: bool = True, output_format: str = "auto",
-                 report: Callable[[str], None] = print) -> Dict[str, Any]:
+                 report: Callable[[str], None] = print, tta: str = "none") -> Dict[str, Any]:
     """Translate every volume of ``in_dir`` into ``out_dir``; returns ``{"written": [...], "failed": [...]}``.
 
     Raises:
@@ -81,7 +81,8 @@ def infer_folder(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
             raise TranslateError(f"{seen[target].name} and {volume.name} would both be written to {target}; "
                                  f"rename one or choose another --format")
         seen[target] = volume
-    translator = load_translator(checkpoint, direction=direction, axis=axis, batch_size=batch_size, device=device)
+    translator = load_translator(checkpoint, direction=direction, axis=axis, batch_size=batch_size, device=device,
+                                 tta=tta)
     if ignored:
         names = ", ".join(p.name for p in ignored[:3]) + (" ..." if len(ignored) > 3 else "")
         report(f"infer: ignoring {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} that are not volumes: {names}")
