@@ -16,7 +16,7 @@ the pairs of all 28 training subjects).
 
 Usage::
 
-    python benchmarks/unpaired.py [--steps 500] [--rows linear lut pix2pix cyclegan ...] [--reuse]
+    python benchmarks/unpaired.py [--steps 500] [--rows linear lut pix2pix cyclegan ...] [--reuse] [--tta]
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ ROWS = {
     "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": CYCLE_OVERRIDES},
     "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": CYCLE_OVERRIDES, "extra": GRADIENT},
     "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": CYCLE_OVERRIDES},
-    "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1", "optim.generator.lr=5.0e-4",
-                                                                "optim.discriminator.lr=5.0e-4"]},
+    "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"]},  # one slice, as the CycleGAN rows
 }
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
 
@@ -79,6 +78,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "unpaired")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "unpaired.json")
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already in --work instead of training")
+    parser.add_argument("--tta", action="store_true", help="also score every trained row through `translate infer "
+                        "--tta flips` (the mean over the training flips) as row '<row> + flip TTA'")
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
     args = parser.parse_args()
@@ -92,7 +93,7 @@ def main() -> None:
     rows = args.rows + (["pix2pix (paired)"] if args.paired_predictions else [])
     for row in rows:
         out_dir = args.work / row
-        started = time.perf_counter()
+        started, trained = time.perf_counter(), True
         if row == "pix2pix (paired)":
             predictions = [args.paired_predictions / f"{subject}_sct.nii.gz" for subject in split["test"]]
             import yaml
@@ -114,15 +115,21 @@ def main() -> None:
                 tree = recipe.model_dump(mode="json")
                 tree["objective"]["generator"] += spec["extra"]
                 recipe = load_recipe(tree=tree)
-            if not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file()):
+            trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
+            if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)
                 fit_recipe(recipe, show_progress=False)
-            predictions = []
+            predictions, tta_predictions = [], []
             for subject in split["test"]:
                 path = out_dir / f"{subject}_sct.nii.gz"
                 infer_volume(out_dir / "checkpoints" / "last.pt", args.data / subject / "mr.nii.gz", path,
                              direction="a2b", progress=False)
                 predictions.append(path)
+                if args.tta:  # the same checkpoint through `translate infer --tta flips`
+                    tta_path = out_dir / f"{subject}_sct_tta.nii.gz"
+                    infer_volume(out_dir / "checkpoints" / "last.pt", args.data / subject / "mr.nii.gz", tta_path,
+                                 direction="a2b", progress=False, tta="flips")
+                    tta_predictions.append(tta_path)
             records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
             validation[row] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
                                for r in records if "val_mae_hu" in r]
@@ -130,8 +137,17 @@ def main() -> None:
                           "objective": recipe.objective.generator,
                           "generators": {k: v.model_dump() for k, v in recipe.model.networks.items()}}
         per_subject = [evaluate_volumes(p, args.data / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]
-        seconds[row] = time.perf_counter() - started
+        if row in ROWS and not trained:  # --reuse: keep the wall time of the run that trained it
+            summary_file = out_dir / "val_summary.json"  # a run of benchmarks/unpaired_diagnosis.py, same recipe
+            seconds[row] = (json.loads(summary_file.read_text())["train_s"] if summary_file.is_file()
+                            else seconds.get(row, time.perf_counter() - started))
+        else:
+            seconds[row] = time.perf_counter() - started
         results[row] = summarise(per_subject, split["test"])
+        if row in ROWS and args.tta:
+            results[f"{row} + flip TTA"] = summarise([evaluate_volumes(p, args.data / s / "ct.nii.gz")
+                                                      for p, s in zip(tta_predictions, split["test"])], split["test"])
+            seconds[f"{row} + flip TTA"], steps[f"{row} + flip TTA"] = seconds[row], steps[row]
         print(row, {k: round(v[0], 4) for k, v in results[row].items() if isinstance(v, tuple)},
               f"{seconds[row]:.0f} s", flush=True)
         command = " ".join(["python", *sys.argv])

@@ -149,6 +149,9 @@ class TrainerConfig(_Strict):
     on_nan: Literal["stop", "skip"] = Field("stop", description="a non-finite loss or gradient: stop with one line "
                                             "naming the term, or skip that step's update and count it")
     max_nan_skips: int = Field(10, ge=0, description="on_nan=skip: the run stops at the first non-finite step beyond this many")
+    ema: Optional[float] = Field(None, gt=0.0, lt=1.0, description="decay of an exponential moving average of the "
+                                 "generator's weights (e.g. 0.999), kept beside them in every checkpoint and used "
+                                 "for validation and inference; None = off")
 
     @field_validator("device")
     @classmethod

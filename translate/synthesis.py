@@ -65,7 +65,7 @@ def load_generator(checkpoint: Path, device: str = "auto"):
     """The checkpoint's model (eval mode), its domains and recipe."""
     from .data.domains import domains_from_dict
     from .engine.build import build_model
-    from .engine.checkpoint import load_checkpoint, load_network_state
+    from .engine.checkpoint import inference_weights, load_checkpoint, load_network_state
     from .engine.trainer import resolve_device
     from .recipe import Recipe
 
@@ -76,7 +76,7 @@ def load_generator(checkpoint: Path, device: str = "auto"):
     except Exception as err:
         raise TranslateError(f"{checkpoint}: checkpoint lacks a valid recipe or data domains ({str(err)[:120]})") from None
     model = build_model(recipe, domains, initialise=False)
-    load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
+    load_network_state(model, inference_weights(state), recipe.model.name, checkpoint)
     return model.to(resolve_device(device)).eval(), domains, recipe, int(state.get("step", 0))
 
 

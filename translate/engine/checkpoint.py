@@ -76,3 +76,9 @@ def load_network_state(network: torch.nn.Module, state: Dict[str, Any], what: st
         raise TranslateError(
             f"{source}: the {what} weights do not fit the network the recipe builds ({detail})"
         ) from None
+
+
+def inference_weights(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The model weights to translate with: the averaged ones (``trainer.ema``) when the checkpoint has them."""
+    networks = state["networks"]
+    return networks["model_ema"] if "model_ema" in networks else networks["model"]

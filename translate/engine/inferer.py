@@ -23,7 +23,7 @@ from ..errors import TranslateError
 from ..models import TranslationModel
 from ..recipe import Recipe
 from ..registry import Registry
-from .checkpoint import load_checkpoint, load_network_state
+from .checkpoint import inference_weights, load_checkpoint, load_network_state
 from .trainer import resolve_device
 
 INFERERS = Registry("inferer")
@@ -240,7 +240,7 @@ class VolumeTranslator:
             raise TranslateError(f"{checkpoint}: checkpoint lacks a valid recipe or data domains ({str(err)[:120]})") from None
         resolved = resolve_device(device)
         model = build_model(recipe, domains, initialise=False)
-        load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
+        load_network_state(model, inference_weights(state), recipe.model.name, checkpoint)
         inferer = build_inferer(recipe, model)
         return cls(model.to(resolved).eval(), domains, inferer, direction=direction, device=resolved,
                    step=int(state.get("step", 0)), recipe=recipe)

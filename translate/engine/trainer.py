@@ -6,6 +6,8 @@ One step = a generator update then a discriminator update, each driven by an
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import signal
 import threading
@@ -107,6 +109,12 @@ class Trainer:
             steps and at the end; the checkpoint with the best ``best_metric`` (lowest when
             ``lower_is_better``) is kept as ``checkpoints/best.pt``. It must not draw random
             numbers (resume stays exact).
+        ema: decay ``d`` of an exponential moving average of the generator-side parameters
+            (Yazici et al. 2019: averaging smooths the oscillation of adversarial training),
+            ``ema <- ema + (1 - d_t) (theta - ema)`` after every step with the warm-up
+            ``d_t = min(d, (1 + t) / (10 + t))``. Checkpoints keep the raw weights (``networks.model``,
+            to resume) and the averaged model (``networks.model_ema``, which validation, inference
+            and synthesis use).
     """
 
     def __init__(self, *, model: TranslationModel, generator_objective: Objective,
@@ -119,7 +127,7 @@ class Trainer:
                  show_progress: bool = True,
                  validate: Optional[Callable[[TranslationModel, torch.device], Dict[str, float]]] = None,
                  val_every: int = 0, best_metric: str = "val_mae_hu", lower_is_better: bool = True,
-                 on_nan: str = "stop", max_nan_skips: int = 10):
+                 on_nan: str = "stop", max_nan_skips: int = 10, ema: Optional[float] = None):
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device)
         self.g_objective = generator_objective.to(self.device)
@@ -140,6 +148,13 @@ class Trainer:
         self.on_nan, self.max_nan_skips = on_nan, int(max_nan_skips)
         self.nan_skips = 0  # steps whose update was skipped for a non-finite loss or gradient (kept in checkpoints)
         self._saved_step: Optional[int] = None  # step of the last checkpoint written or loaded
+        if ema is not None and not 0.0 < float(ema) < 1.0:
+            raise TranslateError(f"trainer.ema: {ema!r}; expected a decay in (0, 1), e.g. 0.999")
+        self.ema_decay = None if ema is None else float(ema)
+        generator_ids = {id(p) for p in model.parameter_groups().get("generator", [])}
+        #: name -> averaged copy of each generator-side parameter (``None``: no averaging)
+        self.ema: Optional[Dict[str, torch.Tensor]] = None if ema is None else {
+            name: p.detach().clone() for name, p in self.model.named_parameters() if id(p) in generator_ids}
         self._last = None
 
         groups = model.parameter_groups()
@@ -164,6 +179,8 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         networks = {"model": self.model.state_dict(), "generator_objective": self.g_objective.state_dict()}
+        if self.ema is not None:
+            networks["model_ema"] = {**networks["model"], **{name: value.clone() for name, value in self.ema.items()}}
         if self.d_objective is not None:
             networks["discriminator_objective"] = self.d_objective.state_dict()
         return {
@@ -195,6 +212,14 @@ class Trainer:
                     self.scalers[side].load_state_dict(state["scalers"][side])
         except (KeyError, ValueError) as err:
             raise TranslateError(f"{path}: optimiser state does not match this recipe ({err})")
+        if self.ema is not None:
+            averaged = state["networks"].get("model_ema")
+            if averaged is None:
+                raise TranslateError(f"{path}: trainer.ema is set but the checkpoint has no averaged weights "
+                                     f"(networks.model_ema); resume without trainer.ema or start afresh")
+            with torch.no_grad():
+                for name, value in self.ema.items():
+                    value.copy_(averaged[name])
         self.step = int(state["step"])
         self.best_val = state.get("best_val")
         self.nan_skips = int(state.get("nan_skips", 0))
@@ -295,8 +320,36 @@ class Trainer:
             logs.update({f"d_{k}": float(v) for k, v in d_parts.items()})
         for scheduler in self.schedulers.values():
             scheduler.step()
+        self._update_ema()
         self._last = (batch, generated)
         return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = min(self.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        parameters = dict(self.model.named_parameters())
+        for name, value in self.ema.items():
+            value.lerp_(parameters[name].detach(), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The model with its averaged generator weights for the duration (a no-op without ``ema``)."""
+        if self.ema is None:
+            yield self.model
+            return
+        parameters = dict(self.model.named_parameters())
+        raw = {name: parameters[name].detach().clone() for name in self.ema}
+        with torch.no_grad():
+            for name, value in self.ema.items():
+                parameters[name].copy_(value)
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for name, value in raw.items():
+                    parameters[name].copy_(value)
 
     def _checked_step(self, batch: Mapping[str, Any], first: bool) -> Dict[str, float]:
         """A training step; on the run's first step a shape error from torch (a network that does not
@@ -333,7 +386,8 @@ class Trainer:
         return {"nan_skips": float(self.nan_skips)}
 
     def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
-        scores = self.validate(self.model, self.device)
+        with self.averaged_weights() as model:
+            scores = self.validate(model, self.device)
         logger.validation(self.step, scores)
         value = scores.get(self.best_metric)
         better = value is not None and (self.best_val is None or
