@@ -13,7 +13,9 @@ Usage::
 A variant is ``NAME[:key=value,...]`` with keys ``spade`` (``small`` | ``recipe``: the widths of
 ``benchmarks/fid_dice.py --spade-size``), ``upsample_first`` (``1``: ``fid_dice.py --spade-upsample first``; default ``0``, the first tables' order), ``gan_steps``, ``n_samples``, ``unet_steps``, ``mix``
 (``concat`` | ``balanced``), ``augmented_copies`` (0: no classic-augmentation row), ``unet_seeds``
-(every U-Net row trained with K seeds; default ``--unet-seeds``). One SPADE is
+(every U-Net row trained with K seeds; default ``--unet-seeds``), ``dir`` (run in another
+variant's folder: its samples and finished U-Nets are reused, e.g. a ``mix=balanced`` variant
+retrains only the real + synthetic row). One SPADE is
 trained per (size, steps) and shared by the variants that name it.
 """
 
@@ -92,7 +94,7 @@ def main() -> None:
                                  else f"gans_{gan_key[0]}_{gan_steps}" + ("_upfirst" if gan_key[2] else ""))
         budget = Budget(gan_steps=gan_steps, unet_steps=int(options.get("unet_steps", 600)),
                         n_samples=int(options.get("n_samples", 512)))
-        out = args.out / name
+        out = args.out / options.get("dir", name)  # dir=OTHER: reuse OTHER's samples and finished U-Nets
         (out / "gans").mkdir(parents=True, exist_ok=True)
         if not (out / "gans" / "spade").exists() and (shared_gan / "spade").exists():
             os.symlink((shared_gan / "spade").resolve(), out / "gans" / "spade")
