@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--augmented-copies", type=int, default=0,
                         help="real + classic augmentation row: 0 draws torchio online per sample; N > 0 draws N copies once")
     parser.add_argument("--unet-seeds", type=int, default=1,
-                        help="train every U-Net row with K seeds (0..K-1): Dice mean ± sd, rows paired by seed")
+                        help="train every U-Net row with K seeds (0..K-1): Dice mean and sd, rows paired by seed")
     args = parser.parse_args()
     SPADE_SIZE[0] = args.spade_size
     SPADE_UPSAMPLE_FIRST[0] = args.spade_upsample == "first"

@@ -121,9 +121,9 @@ def main() -> None:
             "stage_seconds": results["stage_seconds"], "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         for r in results["rows"]:
-            print(f"dev {name}: {r['training_data']} ({r['generator']}): Dice {r['dice']:.3f} ± {r['dice_sd']:.3f}", flush=True)
+            print(f"dev {name}: {r['training_data']} ({r['generator']}): Dice {r['dice']:.3f} +/- {r['dice_sd']:.3f}", flush=True)
         for row, entry in results["paired_vs_real"].items():
-            print(f"dev {name}: {row} - real: {entry['mean_difference']:+.3f} ± {entry['sd_difference']:.3f} "
+            print(f"dev {name}: {row} - real: {entry['mean_difference']:+.3f} +/- {entry['sd_difference']:.3f} "
                   f"(p worse {entry['p_one_sided_worse']:.3f}, wins {entry['wins']}/{entry['seeds']})", flush=True)
     previous.update({"train_subjects": json.loads((root / "split.json").read_text())["train"],
                      "held_out_subjects": json.loads((root / "split.json").read_text())["test"],

@@ -71,9 +71,9 @@ def test_two_unet_seeds_give_per_seed_dice_and_a_mean_and_sd_that_match_them(tin
     check = results["real_plus_synthetic_not_worse"]["dcgan"]
     assert check["not_worse_on_mean"] == (mixed["dice"] >= real["dice"])
     assert results["synthetic_over_real_dice"]["dcgan"] == pytest.approx(results["rows"][1]["dice"] / real["dice"])
-    table = (out / "results.md").read_text()
+    table = (out / "results.md").read_text(encoding="utf-8")
     assert f"{real['dice']:.3f} ± {real['dice_sd']:.3f}" in table and "Paired by U-Net seed" in table
-    written = json.loads((out / "results.json").read_text())
+    written = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert written["rows"][0]["dice_per_seed"] == real["dice_per_seed"]
     with pytest.raises(TranslateError, match="--unet-seeds"):
         run_pipeline([joint], out, unet_seeds=0, **kwargs)

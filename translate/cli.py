@@ -355,7 +355,7 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                         augmented_copies: int = typer.Option(0, "--augmented-copies", min=0,
                                                              help="classic augmentation drawn online (0) or N copies drawn once"),
                         unet_seeds: int = typer.Option(1, "--unet-seeds", min=1,
-                                                       help="train every segmenter row with K seeds: Dice mean ± sd, paired by seed"),
+                                                       help="train every segmenter row with K seeds: Dice mean and sd, paired by seed"),
                         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")):
     """Seed 003's FID/Dice study: train generators, sample pairs, train one U-Net on each data set, score on real test data."""
     from .evaluation.synthesis import Budget, parse_generator, run_pipeline
