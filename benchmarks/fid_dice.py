@@ -104,6 +104,8 @@ def main() -> None:
                         help="real + synthetic rows: every slice once (concat) or half real, half synthetic (balanced)")
     parser.add_argument("--augmented-copies", type=int, default=0,
                         help="real + classic augmentation row: 0 draws torchio online per sample; N > 0 draws N copies once")
+    parser.add_argument("--unet-seeds", type=int, default=1,
+                        help="train every U-Net row with K seeds (0..K-1): Dice mean and sd, rows paired by seed")
     args = parser.parse_args()
     SPADE_SIZE[0] = args.spade_size
     SPADE_UPSAMPLE_FIRST[0] = args.spade_upsample == "first"
@@ -132,7 +134,7 @@ def main() -> None:
                            segmenter_overrides=seg_overrides, structures=structures, progress=False,
                            dataset_name=args.dataset, mixed=["spade"] if "spade" in EXTRA else [],
                            augmentation=not args.no_augmentation, mix=args.mix,
-                           augmented_copies=args.augmented_copies)
+                           augmented_copies=args.augmented_copies, unet_seeds=args.unet_seeds)
     results["command"] = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["load_average"] = list(os.getloadavg())

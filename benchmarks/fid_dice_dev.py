@@ -12,7 +12,10 @@ Usage::
 
 A variant is ``NAME[:key=value,...]`` with keys ``spade`` (``small`` | ``recipe``: the widths of
 ``benchmarks/fid_dice.py --spade-size``), ``upsample_first`` (``1``: ``fid_dice.py --spade-upsample first``; default ``0``, the first tables' order), ``gan_steps``, ``n_samples``, ``unet_steps``, ``mix``
-(``concat`` | ``balanced``), ``augmented_copies`` (0: no classic-augmentation row). One SPADE is
+(``concat`` | ``balanced``), ``augmented_copies`` (0: no classic-augmentation row), ``unet_seeds``
+(every U-Net row trained with K seeds; default ``--unet-seeds``), ``dir`` (run in another
+variant's folder: its samples and finished U-Nets are reused, e.g. a ``mix=balanced`` variant
+retrains only the real + synthetic row). One SPADE is
 trained per (size, steps) and shared by the variants that name it.
 """
 
@@ -67,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", default=[], help="NAME[:key=value,...]")
     parser.add_argument("--gan-steps", type=int, default=4000)
+    parser.add_argument("--unet-seeds", type=int, default=1, help="U-Net seeds per row unless a variant names unet_seeds")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "fid_dice_dev")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "fid_dice_dev.json")
     args = parser.parse_args()
@@ -90,7 +94,7 @@ def main() -> None:
                                  else f"gans_{gan_key[0]}_{gan_steps}" + ("_upfirst" if gan_key[2] else ""))
         budget = Budget(gan_steps=gan_steps, unet_steps=int(options.get("unet_steps", 600)),
                         n_samples=int(options.get("n_samples", 512)))
-        out = args.out / name
+        out = args.out / options.get("dir", name)  # dir=OTHER: reuse OTHER's samples and finished U-Nets
         (out / "gans").mkdir(parents=True, exist_ok=True)
         if not (out / "gans" / "spade").exists() and (shared_gan / "spade").exists():
             os.symlink((shared_gan / "spade").resolve(), out / "gans" / "spade")
@@ -101,6 +105,7 @@ def main() -> None:
         copies = int(options.get("augmented_copies", 0))
         if copies:
             kwargs["augmented_copies"] = copies
+        kwargs["unet_seeds"] = int(options.get("unet_seeds", args.unet_seeds))
         results = run_pipeline(generators, out, data_root=root, budget=budget, progress=False, dataset_name="phantom-dev",
                                mixed=["spade"], augmentation=bool(copies), **kwargs)
         if not (shared_gan / "spade").exists():
@@ -109,13 +114,17 @@ def main() -> None:
             os.symlink((shared_gan / "spade").resolve(), out / "gans" / "spade")
         previous["variants"][name] = {
             "options": options, "budget": results["budget"], "rows": [
-                {k: r[k] for k in ("training_data", "generator", "dice", "hd95_mm", "dice_per_structure") if k in r}
-                for r in results["rows"]],
+                {k: r[k] for k in ("training_data", "generator", "dice", "dice_sd", "dice_per_seed", "hd95_mm",
+                                   "dice_per_structure", "dice_per_structure_sd") if k in r}
+                for r in results["rows"]], "unet_seeds": results["unet_seeds"], "paired_vs_real": results["paired_vs_real"],
             "synthetic_over_real_dice": results["synthetic_over_real_dice"], "seconds": time.perf_counter() - tic,
             "stage_seconds": results["stage_seconds"], "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         for r in results["rows"]:
-            print(f"dev {name}: {r['training_data']} ({r['generator']}): Dice {r['dice']:.3f}", flush=True)
+            print(f"dev {name}: {r['training_data']} ({r['generator']}): Dice {r['dice']:.3f} +/- {r['dice_sd']:.3f}", flush=True)
+        for row, entry in results["paired_vs_real"].items():
+            print(f"dev {name}: {row} - real: {entry['mean_difference']:+.3f} +/- {entry['sd_difference']:.3f} "
+                  f"(p worse {entry['p_one_sided_worse']:.3f}, wins {entry['wins']}/{entry['seeds']})", flush=True)
     previous.update({"train_subjects": json.loads((root / "split.json").read_text())["train"],
                      "held_out_subjects": json.loads((root / "split.json").read_text())["test"],
                      "note": "development split of the phantom's training subjects; its test subjects are never read",

@@ -356,6 +356,8 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                                                                        "or balanced (half real, half synthetic)"),
                         augmented_copies: int = typer.Option(0, "--augmented-copies", min=0,
                                                              help="classic augmentation drawn online (0) or N copies drawn once"),
+                        unet_seeds: int = typer.Option(1, "--unet-seeds", min=1,
+                                                       help="train every segmenter row with K seeds: Dice mean and sd, paired by seed"),
                         quiet: bool = typer.Option(False, "--quiet", help="no progress bars")):
     """Seed 003's FID/Dice study: train generators, sample pairs, train one U-Net on each data set, score on real test data."""
     from .evaluation.synthesis import Budget, parse_generator, run_pipeline
@@ -365,6 +367,7 @@ def benchmark_synthesis(generators: List[str] = typer.Argument(..., help="RECIPE
                  extractors=extractor or ["segmenter"], inception_weights=inception_weights,
                  segmenter_recipe=segmenter_recipe, seed=seed, device=device, progress=not quiet,
                  mix=mix, augmented_copies=augmented_copies,
+                 unet_seeds=unet_seeds,
                  announce=lambda text: typer.echo(text, err=True))
 
 

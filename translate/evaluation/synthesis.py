@@ -340,6 +340,64 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def _mean_sd(values: Sequence[float]) -> tuple:
+    """Mean and sample sd (ddof 1; nan for one value) of the finite values; (nan, nan) when none."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return float("nan"), float("nan")
+    return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+
+
+def seed_summary(per_seed: Sequence[Dict[str, Any]], seeds: Sequence[int]) -> Dict[str, Any]:
+    """One row from the :func:`segmentation_scores` of the same training data under several U-Net seeds.
+
+    ``dice`` / ``hd95_mm`` and the per-structure values are means over seeds (a structure left out
+    by one seed is averaged over the others); ``*_sd`` their sample sd (null for one seed);
+    ``dice_per_seed`` in the order of ``seeds``.
+    """
+    dice, dice_sd = _mean_sd([s["dice"] for s in per_seed])
+    hd95, hd95_sd = _mean_sd([s["hd95_mm"] for s in per_seed])
+    names = list(dict.fromkeys(n for s in per_seed for n in s["dice_per_structure"]))
+    hd_names = list(dict.fromkeys(n for s in per_seed for n in s["hd95_per_structure_mm"]))
+    per = {n: _mean_sd([s["dice_per_structure"].get(n, float("nan")) for s in per_seed]) for n in names}
+    per_hd = {n: _mean_sd([s["hd95_per_structure_mm"].get(n, float("nan")) for s in per_seed]) for n in hd_names}
+    return {"dice": dice, "hd95_mm": hd95, "dice_per_structure": {n: v[0] for n, v in per.items()},
+            "hd95_per_structure_mm": {n: v[0] for n, v in per_hd.items()},
+            "seeds": list(seeds), "dice_sd": dice_sd, "hd95_mm_sd": hd95_sd,
+            "dice_per_seed": [float(s["dice"]) for s in per_seed],
+            "hd95_mm_per_seed": [float(s["hd95_mm"]) for s in per_seed],
+            "dice_per_structure_sd": {n: v[1] for n, v in per.items()},
+            "dice_per_structure_per_seed": {n: [s["dice_per_structure"].get(n) for s in per_seed] for n in names}}
+
+
+def paired_comparison(row: Sequence[float], reference: Sequence[float]) -> Dict[str, Any]:
+    """Dice of a row against the reference row, seed by seed (the same U-Net seed in both).
+
+    ``mean_difference`` (row − reference) with its sample sd, the paired t statistic on n − 1
+    degrees of freedom, ``p_two_sided`` and ``p_one_sided_worse`` (the alternative: the row is
+    worse), and how many seeds the row wins / loses. With one seed only the difference is known.
+    """
+    from scipy.stats import t as student_t
+
+    if len(row) != len(reference):
+        raise TranslateError(f"paired comparison: {len(row)} seeds against {len(reference)}")
+    d = np.asarray(row, float) - np.asarray(reference, float)
+    n = int(len(d))
+    mean = float(d.mean()) if n else float("nan")
+    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+    t_stat = p_two = p_worse = float("nan")
+    if n > 1:
+        if sd > 0:
+            t_stat = mean / (sd / math.sqrt(n))
+        else:
+            t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p_two = float(2 * student_t.sf(abs(t_stat), n - 1))
+        p_worse = float(student_t.cdf(t_stat, n - 1))
+    return {"seeds": n, "differences": [float(v) for v in d], "mean_difference": mean, "sd_difference": sd,
+            "t": float(t_stat), "p_two_sided": p_two, "p_one_sided_worse": p_worse,
+            "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+
+
 # ----------------------------------------------------------------------------- pipeline
 def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: Optional[Path] = None,
                  budget: Budget = Budget(), extractors: Sequence[str] = ("segmenter",),
@@ -348,16 +406,22 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                  structures: Optional[Dict[int, str]] = None, progress: bool = True,
                  announce: Callable[[str], None] = print, phantom: Dict[str, Any] | None = None,
                  dataset_name: str = "phantom", mixed: Optional[Sequence[str]] = None,
-                 augmentation: bool = True, mix: str = "concat", augmented_copies: int = 0) -> Dict[str, Any]:
+                 augmentation: bool = True, mix: str = "concat", augmented_copies: int = 0,
+                 unet_seeds: int = 1) -> Dict[str, Any]:
     """Run the whole pipeline; returns the results dict also written to ``out_dir/results.json``.
 
     ``mixed``: labels of the generators that get a "real + synthetic" row (default: every one);
     ``augmentation``: train the "real + classic augmentation" row (torchio elastic is slow on a CPU);
     ``mix``: ``concat`` or ``balanced`` (half real, half synthetic; :func:`merged_root`);
     ``augmented_copies``: 0 draws the classic augmentation online for every sample; N > 0 draws N
-    augmented copies of every real training slice once (:func:`augmented_root`), flips stay online.
+    augmented copies of every real training slice once (:func:`augmented_root`), flips stay online;
+    ``unet_seeds``: every segmenter row trained K times (``trainer.seed`` = seed, seed + 1, ...; the
+    generators and their samples once): Dice is the mean over seeds with its sd, and every row is
+    compared with the real row seed by seed (:func:`paired_comparison`).
     """
     _check_mix(mix)
+    if int(unet_seeds) != unet_seeds or unet_seeds < 1:
+        raise TranslateError(f"--unet-seeds: expected a positive integer, got {unet_seeds!r}")
     if int(augmented_copies) != augmented_copies or augmented_copies < 0:
         raise TranslateError(f"--augmented-copies: expected an integer >= 0, got {augmented_copies!r}")
     from ..engine.run import fit_recipe
@@ -392,7 +456,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     timings: Dict[str, float] = {}
 
     def fit(recipe_path: Path, overrides: Sequence[str], run_dir: Path, steps: int, what: str,
-            data: Sequence[Path] = ()) -> Path:
+            data: Sequence[Path] = (), train_seed: Optional[int] = None) -> Path:
         last = run_dir / "checkpoints" / "last.pt"
         if last.is_file() and all(_newer(last, d) for d in data):  # a checkpoint older than its data is stale
             state = torch.load(last, map_location="cpu", weights_only=True)
@@ -401,7 +465,8 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                 return last
         spec = load_recipe(recipe_path, list(overrides) + [f"trainer.out_dir={run_dir}", f"trainer.steps={steps}",
                                                            f"trainer.checkpoint_every={steps}",
-                                                           f"trainer.image_every={steps}"] + common)
+                                                           f"trainer.image_every={steps}"] + common
+                           + ([] if train_seed is None else [f"trainer.seed={train_seed}"]))
         tic = time.perf_counter()
         summary = fit_recipe(spec, show_progress=progress, overwrite=True, announce=announce)
         timings[what] = time.perf_counter() - tic
@@ -477,17 +542,24 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                      "variant": "" if mix == "concat" else f"_{mix}"})
     rows = []
     segmenter_checkpoints: Dict[str, Path] = {}
+    unet_seed_list = [seed + k for k in range(int(unet_seeds))]
     for run in runs:
         slug = run["training_data"].replace(" + ", "_").replace(" ", "_") + ("" if run["generator"] == "-" else f"_{run['generator']}")
         slug += run.get("variant", "")  # a balanced mix / precomputed copies train in their own folder
-        checkpoint = fit(segmenter_recipe, [f"data.root={run['root']}", *seg_base, *run["extra"]],
-                         out_dir / "segmenters" / slug, budget.unet_steps, f"segmenter {slug}",
-                         data=run["data"])
-        segmenter_checkpoints[slug] = checkpoint
-        scores = segmentation_scores(checkpoint, data_root, test_ids, structures, device=device)
-        announce(f"benchmark: {run['training_data']} ({run['generator']}): Dice {scores['dice']:.3f}, "
-                 f"HD95 {scores['hd95_mm']:.1f} mm")
-        rows.append({"training_data": run["training_data"], "generator": run["generator"], **scores})
+        per_seed = []
+        for k, unet_seed in enumerate(unet_seed_list):  # the first seed keeps the folder of a one-seed run
+            run_slug = slug if k == 0 else f"{slug}_seed{unet_seed}"
+            checkpoint = fit(segmenter_recipe, [f"data.root={run['root']}", *seg_base, *run["extra"]],
+                             out_dir / "segmenters" / run_slug, budget.unet_steps, f"segmenter {run_slug}",
+                             data=run["data"], train_seed=unet_seed)
+            if k == 0:
+                segmenter_checkpoints[slug] = checkpoint
+            scores = segmentation_scores(checkpoint, data_root, test_ids, structures, device=device)
+            announce(f"benchmark: {run['training_data']} ({run['generator']}), U-Net seed {unet_seed}: "
+                     f"Dice {scores['dice']:.3f}, HD95 {scores['hd95_mm']:.1f} mm")
+            per_seed.append(scores)
+        rows.append({"training_data": run["training_data"], "generator": run["generator"],
+                     **seed_summary(per_seed, unet_seed_list)})
 
     # 5: distances, synthetic vs real training images
     real_images = slices_of(data_root, train_ids, image_key, image_spec)
@@ -514,7 +586,11 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
 
     # 6: summary
     synthetic_rows = [r for r in rows if r["training_data"] == "synthetic"]
-    real_dice = next(r["dice"] for r in rows if r["training_data"] == "real")
+    real_row = next(r for r in rows if r["training_data"] == "real")
+    real_dice = real_row["dice"]
+    paired = {f"{r['training_data']} ({r['generator']})": paired_comparison(r["dice_per_seed"], real_row["dice_per_seed"])
+              for r in rows if r is not real_row}
+    mixed_rows = [r for r in rows if r["training_data"] == "real + synthetic"]
     ranking = {}
     for name in extractors:
         fids = [r[f"fid_{name}"] for r in synthetic_rows]
@@ -530,7 +606,13 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
                         "steps": generator_steps[g.label]} for g in generators],
         "segmenter_recipe": str(segmenter_recipe), "structures": {str(k): v for k, v in structures.items()},
         "mix": mix, "augmented_copies": augmented_copies if augmentation else None,
+        "unet_seeds": unet_seed_list,
         "rows": rows, "synthetic_over_real_dice": {r["generator"]: r["dice"] / real_dice for r in synthetic_rows},
+        "paired_vs_real": paired,
+        "real_plus_synthetic_not_worse": {r["generator"]: {
+            "real_plus_synthetic_dice": r["dice"], "real_dice": real_dice, "not_worse_on_mean": bool(r["dice"] >= real_dice),
+            **{k: paired[f"{r['training_data']} ({r['generator']})"][k] for k in ("mean_difference", "sd_difference", "p_one_sided_worse")}}
+            for r in mixed_rows},
         "fid_ranks_like_dice": ranking, "stage_seconds": timings, "seconds": time.perf_counter() - started,
     }
     write_text_atomic(out_dir / "results.json", json.dumps(_finite(results), indent=2) + "\n")
@@ -585,16 +667,36 @@ def markdown_table(results: Dict[str, Any]) -> str:
             cells += [_fmt(row.get(f"fid_{name}"), 2), _fmt(row.get(f"kid_{name}"), 4)]
         if "inception" in extractors:
             cells.append(_fmt(row.get("inception_score"), 2))
-        cells += [_fmt(row["dice"]), _fmt(row["hd95_mm"], 1)]
+        cells += [_pm(row["dice"], row.get("dice_sd")), _pm(row["hd95_mm"], row.get("hd95_mm_sd"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
+    seeds = results.get("unet_seeds") or []
+    if len(seeds) > 1:
+        lines += ["", f"Dice and HD95: mean ± sd over {len(seeds)} U-Net seeds ({', '.join(map(str, seeds))}); "
+                      "the generators and their samples are the same for every seed."]
     structures = list(results["structures"].values())
     lines += ["", "Dice per structure:", "", "| training data | generator | " + " | ".join(structures) + " |",
               "|" + "---|" * (len(structures) + 2)]
     for row in results["rows"]:
-        per = row["dice_per_structure"]
+        per, per_sd = row["dice_per_structure"], row.get("dice_per_structure_sd") or {}
         lines.append(f"| {row['training_data']} | {row['generator']} | "
-                     + " | ".join(_fmt(per.get(s), 2) for s in structures) + " |")
+                     + " | ".join(_pm(per.get(s), per_sd.get(s), 2) for s in structures) + " |")
+    paired = results.get("paired_vs_real") or {}
+    if len(seeds) > 1 and paired:
+        lines += ["", "Paired by U-Net seed against the real row (difference = row − real):", "",
+                  "| row | mean difference | sd | t | p (two-sided) | p (row worse) | wins / losses |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, entry in paired.items():
+            lines.append(f"| {name} | {entry['mean_difference']:+.3f} | {_fmt(entry['sd_difference'])} | "
+                         f"{_fmt(entry['t'], 2)} | {_fmt(entry['p_two_sided'])} | {_fmt(entry['p_one_sided_worse'])} | "
+                         f"{entry['wins']} / {entry['losses']} |")
     return "\n".join(lines) + "\n"
+
+
+def _pm(value, sd, digits: int = 3) -> str:
+    """``value ± sd`` (just the value when the sd is unknown: one seed)."""
+    if sd is None or not isinstance(sd, float) or not math.isfinite(sd):
+        return _fmt(value, digits)
+    return f"{_fmt(value, digits)} ± {sd:.{digits}f}"
 
 
 def scatter_png(results: Dict[str, Any], path: Path, size=(480, 360)) -> Path:
@@ -604,7 +706,7 @@ def scatter_png(results: Dict[str, Any], path: Path, size=(480, 360)) -> Path:
     from ..atomic import atomic_path
 
     name = results["extractors"][0]
-    points = [(r.get(f"fid_{name}"), r["dice"], r["generator"]) for r in results["rows"]
+    points = [(r.get(f"fid_{name}"), r["dice"], r["generator"], r.get("dice_sd")) for r in results["rows"]
               if r["training_data"] == "synthetic" and r.get(f"fid_{name}") is not None and math.isfinite(r["dice"])]
     real = next((r["dice"] for r in results["rows"] if r["training_data"] == "real"), None)
     image = Image.new("L", size, 255)
@@ -625,8 +727,13 @@ def scatter_png(results: Dict[str, Any], path: Path, size=(480, 360)) -> Path:
             for x in range(left, right, 8):
                 draw.line([x, y, min(x + 4, right), y], fill=120)
             draw.text((right - 110, y - 12), f"real data {real:.2f}", fill=80)
-        for fid, dice, label in points:
+        for fid, dice, label, sd in points:
             x, y = xy(fid, dice)
+            if isinstance(sd, float) and math.isfinite(sd) and sd > 0:  # ± sd over U-Net seeds
+                y0, y1 = xy(fid, dice - sd)[1], xy(fid, dice + sd)[1]
+                draw.line([x, y0, x, y1], fill=0)
+                draw.line([x - 3, y0, x + 3, y0], fill=0)
+                draw.line([x - 3, y1, x + 3, y1], fill=0)
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=0)
             draw.text((x + 6, y - 6), label, fill=0)
         for k in range(5):
