@@ -127,6 +127,23 @@ def train(args) -> None:
     Image.fromarray(row).resize((row.shape[1] * 2, row.shape[0] * 2), Image.NEAREST).save(out / "diag.png")
 
 
+def tta(args) -> None:
+    """Score ``runs/diag/NAME/checkpoints/last.pt`` on the val subjects through ``translate infer --tta flips``."""
+    from translate.engine.inferer import infer_volume
+
+    out = RUNS / args.name
+    split = json.loads((DATA / "split.json").read_text())
+    paths = []
+    for subject in split["val"]:
+        paths.append(out / f"{subject}_sct_tta.nii.gz")
+        infer_volume(out / "checkpoints" / "last.pt", DATA / subject / "mr.nii.gz", paths[-1], direction="a2b",
+                     progress=False, tta="flips")
+    summary = _score(split["val"], paths)
+    summary.update(command=" ".join(["python", *sys.argv]))
+    (out / "tta_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(args.name, "flip TTA", {k: round(summary[k], 3) for k in KEYS}, flush=True)
+
+
 @torch.no_grad()
 def probe(args) -> None:
     from translate.data.domains import domains_from_dict
@@ -195,12 +212,14 @@ def collect(args) -> None:
         if (run / "recipe.yaml").is_file():
             recipe = yaml.safe_load((run / "recipe.yaml").read_text())
             nets = recipe["model"]["networks"]
-            entry["recipe"] = {"critic_norm": nets["d_b"].get("norm"), "generator": nets["g_ab"],
-                               "generator_ba": nets["g_ba"], "critic_b": nets["d_b"],
+            entry["recipe"] = {"critic_norm": nets["d_b"].get("norm"), "generator": nets.get("g_ab", nets.get("dec_b")),
+                               "generator_ba": nets.get("g_ba", nets.get("e_b")), "critic_b": nets["d_b"],  # UNIT: e_b reads CT
                                "objective": recipe["objective"]["generator"], "optim": recipe["optim"],
-                               "batch_size": recipe["data"]["batch_size"]}
+                               "batch_size": recipe["data"]["batch_size"], "ema": recipe["trainer"].get("ema")}
         if (run / "probe.json").is_file():
             entry["probe"] = json.loads((run / "probe.json").read_text())
+        if (run / "tta_summary.json").is_file():
+            entry["tta"] = json.loads((run / "tta_summary.json").read_text())
         runs[run.name] = entry
     record = {"what": "diagnostic unpaired MR -> CT runs, scored on the 6 VAL subjects (never test)",
               "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -209,11 +228,11 @@ def collect(args) -> None:
               "runs": runs}
     OUT.write_text(json.dumps(record, indent=1) + "\n")
     lines = ["Diagnostic unpaired MR -> CT runs on the phantom's 6 val subjects; 2-core Intel Xeon CPU, no GPU.", "",
-             "| run | steps | generator | lr | generator terms (weight) | critic norm | windows d_b / g_ba (HU) | MAE (HU) | bias (HU) | soft MAE | bone→soft % | air→tissue % | d_b(real) | d_b(real, soft −150 HU) | d_b(own fakes) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | steps | generator | lr | generator terms (weight) | critic norm | windows d_b / g_ba or e_b (HU) | EMA | MAE (HU) | MAE, flip TTA (HU) | bias (HU) | soft MAE | bone→soft % | air→tissue % | d_b(real) | d_b(real, soft −150 HU) | d_b(own fakes) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in sorted(runs.items(), key=lambda item: "recipe" in item[1]):
         if "recipe" not in r:  # a baseline fitted on pairs
-            lines.append(f"| {name} | fitted on pairs | - | - | - | - | - | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
+            lines.append(f"| {name} | fitted on pairs | - | - | - | - | - | - | {r['mae_hu']:.1f} | - | {r['bias_hu']:.1f} | "
                          f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {100 * r['air_to_tissue']:.1f} | | | |")
             continue
         p = r.get("probe", {})
@@ -224,9 +243,11 @@ def collect(args) -> None:
                           f"{t.get('weight', 1.0):g}" for t in r["recipe"]["objective"] if t["name"] != "adversarial")
         rec = r["recipe"]
         windows = f"{_windows(rec.get('critic_b', {}))} / {_windows(rec.get('generator_ba', {}))}"
+        tta_mae = f"{r['tta']['mae_hu']:.1f}" if "tta" in r else ""
         lines.append(f"| {name} | {r['steps']} | {rec['generator']['name']} | {rec['optim']['generator']['lr']:g} | {terms} | "
-                     f"{rec['critic_norm']} | {windows} | {r['mae_hu']:.1f} | {r['bias_hu']:.1f} | "
-                     f"{r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | {100 * r['air_to_tissue']:.1f} | {' | '.join(cells)} | {fake} |")
+                     f"{rec['critic_norm']} | {windows} | {rec.get('ema') or '-'} | {r['mae_hu']:.1f} | {tta_mae} | "
+                     f"{r['bias_hu']:.1f} | {r['mae_soft']:.1f} | {100 * r['bone_to_soft']:.1f} | "
+                     f"{100 * r['air_to_tissue']:.1f} | {' | '.join(cells)} | {fake} |")
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
     from PIL import Image, ImageDraw
 
@@ -255,11 +276,12 @@ def main() -> None:
     t.add_argument("--add", default="", help="JSON list of generator terms to add")
     p = sub.add_parser("probe")
     p.add_argument("name")
+    sub.add_parser("tta", help="score a run's last.pt on val through translate infer --tta flips").add_argument("name")
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
-    {"train": train, "probe": probe, "collect": collect, "baseline": baseline}[args.action](args)
+    {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta}[args.action](args)
 
 
 if __name__ == "__main__":
