@@ -172,7 +172,9 @@ def markdown(record: dict) -> str:
              f"{record['machine']['description']}. Commands: " + "; ".join(f"`{c}`" for c in record.get("commands", [record["command"]])), "",
              "| row | steps × batch | MAE (HU) | PSNR (dB) | SSIM | bone lost % | bone→soft % | bone→air % | "
              "soft→bone % | air→tissue % | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row, r in record["results"].items():
+    first = [row for row in ("linear", "lut", "pix2pix (paired)") if row in record["results"]]
+    for row in first + [row for row in record["results"] if row not in first]:  # baselines and paired first
+        r = record["results"][row]
         budget = record["steps"].get(row)
         budget = f"{budget['steps']} × {budget['batch_size']}" if budget else "fitted on pairs"
         cells = [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("mae_hu",)] + [f"{r['psnr'][0]:.2f}", f"{r['ssim'][0]:.3f}"]
