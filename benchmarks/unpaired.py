@@ -56,6 +56,10 @@ ROWS = {
     "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": CYCLE_OVERRIDES, "extra": GRADIENT},
     "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": CYCLE_OVERRIDES},
     "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"]},  # one slice, as the CycleGAN rows
+    #: UNIT with the CycleGAN + shape row's term: a segmentor (learning from real CT) must find the MR's labels in fake_b
+    "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1", "data.dataset.labels_key=labels"],
+                   "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
+                              "extra_pairs": [["real_b", "labels_b"]]}]},
 }
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
 
@@ -173,7 +177,9 @@ def markdown(record: dict) -> str:
              "| row | steps × batch | MAE (HU) | PSNR (dB) | SSIM | bone lost % | bone→soft % | bone→air % | "
              "soft→bone % | air→tissue % | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     first = [row for row in ("linear", "lut", "pix2pix (paired)") if row in record["results"]]
-    for row in first + [row for row in record["results"] if row not in first]:  # baselines and paired first
+    trained = [row for row in record["results"] if row not in first and not row.endswith(" + flip TTA")]
+    ordered = first + [r for row in trained for r in (row, f"{row} + flip TTA") if r in record["results"]]
+    for row in ordered + [row for row in record["results"] if row not in ordered]:  # baselines and paired first
         r = record["results"][row]
         budget = record["steps"].get(row)
         budget = f"{budget['steps']} × {budget['batch_size']}" if budget else "fitted on pairs"
