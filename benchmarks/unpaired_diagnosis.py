@@ -144,6 +144,43 @@ def tta(args) -> None:
     print(args.name, "flip TTA", {k: round(summary[k], 3) for k in KEYS}, flush=True)
 
 
+def tissues(args) -> None:
+    """Per-tissue mean, spread (sd) and MAE of the synthetic HU on the val subjects, by the phantom's labels, for
+    each run's plain (``*_sct``) and flip-TTA (``*_sct_tta``) translations -> ``unpaired_diagnosis_tissues.json``."""
+    import SimpleITK as sitk
+
+    split = json.loads((DATA / "split.json").read_text())
+    names = json.loads((DATA / "labels.json").read_text())
+    record = {"what": "per-tissue HU of synthetic CTs on the VAL subjects (labels of the phantom)",
+              "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"), "runs": {}}
+    for name in args.names:
+        for suffix in ("sct", "sct_tta"):
+            paths = [RUNS / name / f"{subject}_{suffix}.nii.gz" for subject in split["val"]]
+            if not all(p.is_file() for p in paths):
+                continue
+            sums: dict = {}
+            for subject, path in zip(split["val"], paths):
+                ct = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "ct.nii.gz"))).astype(float)
+                labels = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / subject / "labels.nii.gz")))
+                fake = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(float)
+                for label in np.unique(labels[labels > 0]):
+                    inside = labels == label
+                    n, real, pred, sq, err = sums.get(int(label), (0, 0.0, 0.0, 0.0, 0.0))
+                    sums[int(label)] = (n + int(inside.sum()), real + ct[inside].sum(), pred + fake[inside].sum(),
+                                        sq + (fake[inside] ** 2).sum(), err + np.abs(fake[inside] - ct[inside]).sum())
+            table = {}
+            for label, (n, real, pred, sq, err) in sorted(sums.items()):
+                mean = pred / n
+                table[names[str(label)]] = {"voxels": n, "real_mean_hu": round(real / n, 1), "mean_hu": round(mean, 1),
+                                            "sd_hu": round(float(np.sqrt(max(sq / n - mean ** 2, 0.0))), 1),
+                                            "mae_hu": round(err / n, 1)}
+            record["runs"][f"{name} ({'flip TTA' if suffix.endswith('tta') else 'plain'})"] = table
+    out = OUT.with_name("unpaired_diagnosis_tissues.json")
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    for run, table in record["runs"].items():
+        print(run, {k: (v["mean_hu"], v["sd_hu"], v["mae_hu"]) for k, v in table.items()})
+
+
 @torch.no_grad()
 def probe(args) -> None:
     from translate.data.domains import domains_from_dict
@@ -277,11 +314,13 @@ def main() -> None:
     p = sub.add_parser("probe")
     p.add_argument("name")
     sub.add_parser("tta", help="score a run's last.pt on val through translate infer --tta flips").add_argument("name")
+    sub.add_parser("tissues", help="per-tissue HU mean / sd / MAE of runs' val translations").add_argument("names", nargs="+")
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
-    {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta}[args.action](args)
+    {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta,
+     "tissues": tissues}[args.action](args)
 
 
 if __name__ == "__main__":
