@@ -43,8 +43,6 @@ from translate.metrics.paired import evaluate_volumes  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-#: the recipes as shipped (no overrides)
-CYCLE_OVERRIDES: list = []
 #: |NCC| (absolute): MR and CT edges have opposite signs at bone and at fat, so the signed correlation would
 #: pull the synthetic CT towards MR contrast
 GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b", "weight": 1.0, "absolute": True},
@@ -52,9 +50,9 @@ GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b
 #: row -> recipe, overrides, extra generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
-    "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": CYCLE_OVERRIDES},
-    "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": CYCLE_OVERRIDES, "extra": GRADIENT},
-    "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": CYCLE_OVERRIDES},
+    "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": []},
+    "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GRADIENT},
+    "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": []},
     "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"]},  # one slice, as the CycleGAN rows
     #: UNIT with the CycleGAN + shape row's term: a segmentor (learning from real CT) must find the MR's labels in fake_b
     "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1", "data.dataset.labels_key=labels"],

@@ -172,7 +172,7 @@ def build_inferer(recipe: Recipe, model: TranslationModel, **overrides: Any):
 TTA_CHOICES = ("none", "flips")
 
 
-def tta_flip_sets(recipe: Recipe | None, tta: str, model: Any = None) -> List[Tuple[int, ...]]:
+def tta_flip_sets(recipe: Recipe | None, tta: str) -> List[Tuple[int, ...]]:
     """Tensor dims to flip for each pass of test-time augmentation ``tta`` (``[()]``: one plain pass).
 
     ``"flips"`` takes every combination of the recipe's training flips (``data.dataset.flips``, 2**k
@@ -216,7 +216,7 @@ class VolumeTranslator:
     def set_tta(self, tta: str = "none") -> "VolumeTranslator":
         """``"flips"``: average the network outputs over every combination of the flips the model was
         trained with (the recipe's ``data.dataset.flips``), each flipped back; ``"none"``: one pass."""
-        self.flip_sets = tta_flip_sets(self.recipe, tta, self.model)
+        self.flip_sets = tta_flip_sets(self.recipe, tta)
         return self
 
     def _forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -310,8 +310,6 @@ class VolumeTranslator:
 def load_translator(checkpoint: str | Path, *, direction: str = "a2b", axis: Optional[int] = None,
                     batch_size: Optional[int] = None, device: str = "auto", tta: str = "none") -> VolumeTranslator:
     """A checkpoint's :class:`VolumeTranslator`, with the CLI's ``--axis`` / ``--batch-size`` / ``--tta`` applied."""
-    if tta not in TTA_CHOICES:
-        raise TranslateError(f"--tta {tta!r}: expected one of {', '.join(TTA_CHOICES)}")
     if axis is not None and axis not in (0, 1, 2):
         raise TranslateError(f"--axis: expected 0, 1 or 2, got {axis}")
     overrides = {}

@@ -7,7 +7,6 @@ One step = a generator update then a discriminator update, each driven by an
 from __future__ import annotations
 
 import contextlib
-
 import json
 import signal
 import threading
@@ -151,13 +150,15 @@ class Trainer:
         if ema is not None and not 0.0 < float(ema) < 1.0:
             raise TranslateError(f"trainer.ema: {ema!r}; expected a decay in (0, 1), e.g. 0.999")
         self.ema_decay = None if ema is None else float(ema)
-        generator_ids = {id(p) for p in model.parameter_groups().get("generator", [])}
-        #: name -> averaged copy of each generator-side parameter (``None``: no averaging)
-        self.ema: Optional[Dict[str, torch.Tensor]] = None if ema is None else {
-            name: p.detach().clone() for name, p in self.model.named_parameters() if id(p) in generator_ids}
         self._last = None
 
         groups = model.parameter_groups()
+        generator_ids = {id(p) for p in groups.get("generator", [])}
+        #: name -> each generator-side parameter, and its averaged copy (``None``: no averaging)
+        self._averaged = {} if ema is None else {name: p for name, p in self.model.named_parameters()
+                                                 if id(p) in generator_ids}
+        self.ema: Optional[Dict[str, torch.Tensor]] = None if ema is None else {
+            name: p.detach().clone() for name, p in self._averaged.items()}
         # loss terms with parameters of their own (e.g. a trainable segmentor) join their side's optimiser
         extra = {side: [p for term in objective.terms for p in getattr(term, "trainable_parameters", lambda: [])()]
                  for side, objective in (("generator", self.g_objective), ("discriminator", self.d_objective))
@@ -329,9 +330,8 @@ class Trainer:
         if self.ema is None:
             return
         decay = min(self.ema_decay, (1.0 + self.step) / (10.0 + self.step))
-        parameters = dict(self.model.named_parameters())
         for name, value in self.ema.items():
-            value.lerp_(parameters[name].detach(), 1.0 - decay)
+            value.lerp_(self._averaged[name].detach(), 1.0 - decay)
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -339,17 +339,16 @@ class Trainer:
         if self.ema is None:
             yield self.model
             return
-        parameters = dict(self.model.named_parameters())
-        raw = {name: parameters[name].detach().clone() for name in self.ema}
+        raw = {name: p.detach().clone() for name, p in self._averaged.items()}
         with torch.no_grad():
             for name, value in self.ema.items():
-                parameters[name].copy_(value)
+                self._averaged[name].copy_(value)
         try:
             yield self.model
         finally:
             with torch.no_grad():
                 for name, value in raw.items():
-                    parameters[name].copy_(value)
+                    self._averaged[name].copy_(value)
 
     def _checked_step(self, batch: Mapping[str, Any], first: bool) -> Dict[str, float]:
         """A training step; on the run's first step a shape error from torch (a network that does not

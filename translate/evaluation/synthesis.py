@@ -377,7 +377,7 @@ def paired_comparison(row: Sequence[float], reference: Sequence[float]) -> Dict[
     degrees of freedom, ``p_two_sided`` and ``p_one_sided_worse`` (the alternative: the row is
     worse), and how many seeds the row wins / loses. With one seed only the difference is known.
     """
-    from scipy.stats import t as student_t
+    from scipy.stats import ttest_rel
 
     if len(row) != len(reference):
         raise TranslateError(f"paired comparison: {len(row)} seeds against {len(reference)}")
@@ -386,13 +386,12 @@ def paired_comparison(row: Sequence[float], reference: Sequence[float]) -> Dict[
     mean = float(d.mean()) if n else float("nan")
     sd = float(d.std(ddof=1)) if n > 1 else float("nan")
     t_stat = p_two = p_worse = float("nan")
-    if n > 1:
-        if sd > 0:
-            t_stat = mean / (sd / math.sqrt(n))
-        else:
-            t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        p_two = float(2 * student_t.sf(abs(t_stat), n - 1))
-        p_worse = float(student_t.cdf(t_stat, n - 1))
+    if n > 1 and sd > 0:
+        two, less = ttest_rel(row, reference), ttest_rel(row, reference, alternative="less")
+        t_stat, p_two, p_worse = float(two.statistic), float(two.pvalue), float(less.pvalue)
+    elif n > 1:  # every seed differs by the same amount: no spread, the t statistic is 0 or infinite
+        t_stat = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        p_two, p_worse = (1.0, 0.5) if mean == 0 else (0.0, float(mean < 0))
     return {"seeds": n, "differences": [float(v) for v in d], "mean_difference": mean, "sd_difference": sd,
             "t": float(t_stat), "p_two_sided": p_two, "p_one_sided_worse": p_worse,
             "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}

@@ -151,10 +151,11 @@ class UNIT(TranslationModel):
         super().__init__()
         if (d_a is None) != (d_b is None):
             raise ValueError("networks d_a and d_b: give both discriminators or neither")
+        # a network given ``input_windows`` is wrapped (translate.nn.windows.WindowedInput): tie its inner network
+        inner = {role: net.net if isinstance(net, WindowedInput) else net
+                 for role, net in (("e_a", e_a), ("e_b", e_b), ("dec_a", dec_a), ("dec_b", dec_b))}
         for first, second in (("e_a", "e_b"), ("dec_a", "dec_b")):
-            # an encoder given ``input_windows`` is wrapped (translate.nn.windows.WindowedInput): tie its inner network
-            one, two = (net.net if isinstance(net, WindowedInput) else net
-                        for net in ({"e_a": e_a, "e_b": e_b, "dec_a": dec_a, "dec_b": dec_b}[r] for r in (first, second)))
+            one, two = inner[first], inner[second]
             for role, net in ((first, one), (second, two)):
                 if not isinstance(getattr(net, "shared", None), nn.Module):
                     raise ValueError(f"networks {role}: a UNIT network needs a `shared` submodule "
