@@ -19,7 +19,7 @@ from .feature_matching import FeatureMatching
 from .kl import KL
 from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
-from .gradient_correlation import GradientCorrelation
+from .gradient_correlation import GradientCorrelation, NormalizedGradientFields
 from .r1 import R1  # noqa: E402
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "DiceCE", "SegANL1",
     "WindowPixel",
     "GradientCorrelation",
+    "NormalizedGradientFields",
 ]
