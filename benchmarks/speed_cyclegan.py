@@ -114,9 +114,14 @@ def main() -> None:
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{row}: {r['step_s_median']:.2f} s/step, peak {r['peak_memory_mib']:.0f} MiB ({r['device']})", flush=True)
+    on_gpu = any(r["device"].startswith("cuda") for r in results)
+    import torch
+
+    description = (f"{torch.cuda.get_device_name()} GPU, nothing else on it" if on_gpu
+                   else f"{os.cpu_count()}-core {cpu_name()} CPU, no GPU")
     record = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": {"description": "2-core Intel Xeon CPU, no GPU (shared with other jobs)", "processor": cpu_name(),
-                          "cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0]},
+              "machine": {"description": description, "processor": cpu_name(), "cores": os.cpu_count(),
+                          "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

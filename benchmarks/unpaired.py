@@ -47,6 +47,25 @@ REPO = Path(__file__).resolve().parents[1]
 #: pull the synthetic CT towards MR contrast
 GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b", "weight": 1.0, "absolute": True},
             {"name": "gradient_correlation", "source": "real_b", "pred": "fake_a", "weight": 1.0, "absolute": True}]
+#: normalised gradient fields (Haber & Modersitzki 2006): local and blind to the sign of contrast, both directions
+NGF = [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
+       {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
+#: the papers' network sizes (CycleGAN: stem 64, 9 residual blocks, 64-channel PatchGAN; UNIT: stem 64, latent 256),
+#: too slow for the 2-core CPU the shipped recipes are sized for; run on a GPU
+CT_WINDOW = "input_windows: [[-160, 240]]"
+PAPER_CYCLEGAN = ["model.networks.g_ab={name: resnet, channels: 64, n_blocks: 9, norm: instance}",
+                  f"model.networks.g_ba={{name: resnet, channels: 64, n_blocks: 9, norm: instance, {CT_WINDOW}}}",
+                  "model.networks.d_a={name: patchgan, channels: 64, n_layers: 3, norm: instance}",
+                  f"model.networks.d_b={{name: patchgan, channels: 64, n_layers: 3, norm: instance, {CT_WINDOW}}}"]
+_ENC, _DEC = "name: translate.models.unit.UNITEncoder", "name: translate.models.unit.UNITDecoder"
+PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
+              f"model.networks.e_b={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming, "
+              f"{CT_WINDOW}}}",
+              f"model.networks.dec_a={{{_DEC}, n_upsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
+              f"model.networks.dec_b={{{_DEC}, n_upsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
+              "model.networks.d_a={name: patchgan, channels: 64, n_layers: 3, norm: instance}",
+              f"model.networks.d_b={{name: patchgan, channels: 64, n_layers: 3, norm: instance, {CT_WINDOW}}}",
+              "model.options.latent_channels=256"]
 #: row -> recipe, overrides, extra generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
@@ -58,8 +77,38 @@ ROWS = {
     "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1", "data.dataset.labels_key=labels"],
                    "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                               "extra_pairs": [["real_b", "labels_b"]]}]},
+    "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
+    "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
 }
+#: '<row>-paper': the 2D rows with the papers' network sizes
+ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
+                                                    *(PAPER_UNIT if row.startswith("unit") else PAPER_CYCLEGAN)]}
+             for row, spec in list(ROWS.items()) if row != "pix2pix" and not row.endswith("-3d")})
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
+
+
+def machine(note: str = "") -> dict:
+    """Where the rows ran: the GPU the trainer's ``device: auto`` picks when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        description = f"{torch.cuda.get_device_name()} GPU, {os.cpu_count()}-core CPU"
+    else:
+        description = f"{os.cpu_count()}-core {cpu_name()} CPU, no GPU"
+    return {"description": description + (f" ({note})" if note else ""), "processor": cpu_name(),
+            "cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__}
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One record of the rows of several records (rows trained side by side, one process each)."""
+    records = [json.loads(p.read_text()) for p in paths]
+    merged = dict(records[0])
+    for key in ("results", "seconds", "steps", "validation"):
+        merged[key] = {row: value for r in records for row, value in r.get(key, {}).items()}
+    merged["commands"] = [c for r in records for c in r.get("commands", [r["command"]])]
+    merged["command"] = " ".join(["python", *sys.argv])
+    merged["machine"] = {**records[0]["machine"], "load_average_1min_at_end": max(
+        r["machine"]["load_average_1min_at_end"] for r in records)}
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(merged))
 
 
 def summarise(per_subject: list[dict], subjects: list[str]) -> dict:
@@ -84,7 +133,11 @@ def main() -> None:
                         "--tta flips` (the mean over the training flips) as row '<row> + flip TTA'")
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
+    parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge these records into --out instead of running rows")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
 
     if not (args.data / "split.json").is_file() or "train_a" not in json.loads((args.data / "split.json").read_text()):
         write_phantom(args.data, subjects=40, seed=0, unpaired=True)
@@ -155,9 +208,7 @@ def main() -> None:
         command = " ".join(["python", *sys.argv])
         commands = [c for c in record.get("commands", [record["command"]] if "command" in record else []) if c != command]
         record = {"command": command, "commands": commands + [command], "date": time.strftime("%Y-%m-%d %H:%M"),
-                  "machine": {"description": "2-core Intel Xeon CPU, no GPU (shared with other jobs)",
-                              "processor": cpu_name(), "cores": os.cpu_count(),
-                              "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
+                  "machine": machine(args.machine_note),
                   "data": str(args.data.relative_to(REPO) if args.data.is_relative_to(REPO) else args.data),
                   "test_subjects": split["test"], "train_a": split["train_a"], "train_b": split["train_b"],
                   "steps": steps, "results": results, "seconds": seconds, "validation": validation,

@@ -98,3 +98,12 @@ def test_kl_mean_reduction_and_bad_latent_option(tiny_unpaired):
     assert kl_divergence(mu, torch.zeros_like(mu)).item() == pytest.approx(2.0 * 36)
     with pytest.raises(TranslateError, match="latent_channels"):
         _recipe(tiny_unpaired, tiny_unpaired / "unused", "model.options.latent_channels=0")
+
+
+def test_channels_the_toolkit_sets_are_refused_in_a_network_spec(tiny_unpaired):
+    # the decoder's in_channels come from model.options.latent_channels; given twice they raised a bare TypeError
+    for override, key in (("model.networks.dec_b.in_channels=8", "dec_b.in_channels"),
+                          ("model.networks.e_a.out_channels=8", "e_a.out_channels")):
+        with pytest.raises(TranslateError, match=rf"t1t2-unit.yaml: model\.networks\.{key}: set by the toolkit") as err:
+            _recipe(tiny_unpaired, tiny_unpaired / "unused", override)  # the load-time build check finds it
+        assert "\n" not in str(err.value)

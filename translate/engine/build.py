@@ -104,8 +104,13 @@ def build_model(recipe: Recipe, domains: Mapping[str, Domain] | None = None, *, 
         rule = model_cls.roles[role]
         registry = GENERATORS if rule.kind == "generator" else DISCRIMINATORS
         windows = _input_windows(role, spec, rule, domains)
+        given = spec.kwargs()
+        for key in ("spatial_dims", "in_channels") + (("out_channels",) if rule.outputs is not None else ()):
+            if key in given:
+                raise TranslateError(f"model.networks.{role}.{key}: set by the toolkit (from model.spatial_dims, the "
+                                     f"domains' channels and model.options), not in a network spec; remove it")
         kwargs = dict(spatial_dims=recipe.model.spatial_dims, in_channels=rule.inputs(channels) * (1 + len(windows)),
-                      **spec.kwargs())
+                      **given)
         if rule.outputs is not None:
             kwargs["out_channels"] = rule.outputs(channels)
         try:

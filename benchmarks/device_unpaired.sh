@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The unpaired rows a 2-core CPU cannot train within a session, on a GPU machine, side by side (one process
+# per row, all sharing the GPU), then merged into one record; and the CycleGAN training step on that GPU.
+#
+#   bash benchmarks/device_unpaired.sh LOGDIR STEPS ROW [ROW ...]
+#
+# Writes benchmarks/results/speed_cyclegan_gpu.json (run alone first, so nothing shares the GPU while it is
+# timed), benchmarks/results/parts/unpaired_gpu_<row>.json per row and their merge
+# benchmarks/results/unpaired_gpu.{json,md}; each process's log goes to LOGDIR. Rows: benchmarks/unpaired.py.
+# ROW_TIMEOUT (s, default 3600) ends a row that runs longer (its log and metrics.jsonl stay).
+# Python: the machine's python3 with the packages of pyproject.toml importable (PYTHONPATH); run from the repo root.
+set -u
+logs=$1; steps=$2; shift 2
+mkdir -p "$logs" benchmarks/results/parts
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+python3 -c "import torch; assert torch.cuda.is_available(), 'no GPU'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+# the data first, once: the row processes would otherwise each write it
+python3 -c "from translate.data.phantom import write_phantom; write_phantom('data/phantom-unpaired', subjects=40, seed=0, unpaired=True)" || exit 1
+timeout "${SPEED_TIMEOUT:-150}" python3 benchmarks/speed_cyclegan.py --device cuda --steps 20 \
+  --out benchmarks/results/speed_cyclegan_gpu.json >"$logs/speed.log" 2>&1 || echo "speed: failed or timed out ($?)"
+note="$# rows trained at once, one process each, sharing the GPU: wall times are not single-run times"
+for row in "$@"; do
+  timeout "${ROW_TIMEOUT:-3600}" python3 benchmarks/unpaired.py --rows "$row" --steps "$steps" --tta --machine-note "$note" \
+    --out "benchmarks/results/parts/unpaired_gpu_$row.json" --work runs/unpaired-gpu >"$logs/$row.log" 2>&1 &
+done
+wait
+python3 benchmarks/unpaired.py --merge benchmarks/results/parts/unpaired_gpu_*.json --out benchmarks/results/unpaired_gpu.json
