@@ -24,4 +24,5 @@ for row in "$@"; do
     --out "benchmarks/results/parts/unpaired_gpu_$row.json" --work runs/unpaired-gpu >"$logs/$row.log" 2>&1 &
 done
 wait
-python3 benchmarks/unpaired.py --merge benchmarks/results/parts/unpaired_gpu_*.json --out benchmarks/results/unpaired_gpu.json
+python3 benchmarks/unpaired.py --merge benchmarks/results/parts/unpaired_gpu_*.json --work runs/unpaired-gpu \
+  --machine-note "$note" --out benchmarks/results/unpaired_gpu.json

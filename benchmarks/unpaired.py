@@ -97,16 +97,35 @@ def machine(note: str = "") -> dict:
             "cores": os.cpu_count(), "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__}
 
 
-def merge(paths: list[Path], out: Path) -> None:
-    """One record of the rows of several records (rows trained side by side, one process each)."""
-    records = [json.loads(p.read_text()) for p in paths]
-    merged = dict(records[0])
+def merge(paths: list[Path], out: Path, work: Path | None = None, note: str = "") -> None:
+    """One record of the rows of several records (rows trained side by side, one process each).
+
+    Rows with a folder in ``work`` but no record (stopped before they finished, e.g. by the device script's
+    ``ROW_TIMEOUT``) enter ``interrupted`` with the step they reached and their validation curve.
+    """
+    records = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    merged = dict(records[0]) if records else {"machine": {"description": note, "load_average_1min_at_end": 0.0},
+                                               "test_subjects": [], "steps": {}, "results": {}, "seconds": {}}
     for key in ("results", "seconds", "steps", "validation"):
         merged[key] = {row: value for r in records for row, value in r.get(key, {}).items()}
     merged["commands"] = [c for r in records for c in r.get("commands", [r["command"]])]
     merged["command"] = " ".join(["python", *sys.argv])
-    merged["machine"] = {**records[0]["machine"], "load_average_1min_at_end": max(
-        r["machine"]["load_average_1min_at_end"] for r in records)}
+    merged["commands"] = merged["commands"] or [merged["command"]]
+    merged["date"] = time.strftime("%Y-%m-%d %H:%M")
+    if records:
+        merged["machine"] = {**records[0]["machine"], "load_average_1min_at_end": max(
+            r["machine"]["load_average_1min_at_end"] for r in records)}
+    interrupted = {}
+    for run in sorted(work.glob("*/metrics.jsonl")) if work else []:
+        if run.parent.name in merged["results"]:
+            continue
+        lines = [json.loads(line) for line in run.read_text().splitlines() if line.strip()]
+        interrupted[run.parent.name] = {
+            "stopped_at_step": max((r["step"] for r in lines), default=0),
+            "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
+                           for r in lines if "val_mae_hu" in r]}
+    if interrupted:
+        merged["interrupted"] = interrupted
     out.write_text(json.dumps(merged, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(merged))
 
@@ -134,10 +153,11 @@ def main() -> None:
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
-    parser.add_argument("--merge", type=Path, nargs="+", help="merge these records into --out instead of running rows")
+    parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
+                        "--out instead of running rows; rows of --work without a record are listed as interrupted")
     args = parser.parse_args()
-    if args.merge:
-        return merge(args.merge, args.out)
+    if args.merge is not None:
+        return merge(args.merge, args.out, args.work, args.machine_note)
 
     if not (args.data / "split.json").is_file() or "train_a" not in json.loads((args.data / "split.json").read_text()):
         write_phantom(args.data, subjects=40, seed=0, unpaired=True)
@@ -235,6 +255,12 @@ def markdown(record: dict) -> str:
         cells = [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("mae_hu",)] + [f"{r['psnr'][0]:.2f}", f"{r['ssim'][0]:.3f}"]
         cells += [f"{100 * r[k][0]:.1f}" for k in RATE_NAMES]
         lines.append(f"| {row} | {budget} | {' | '.join(cells)} | {record['seconds'][row]:.0f} |")
+    if record.get("interrupted"):
+        lines += ["", "Stopped before the end (no test scores): validation MAE (HU) on the 6 val subjects by step.", "",
+                  "| row | stopped at step | val MAE by step |", "|---|---|---|"]
+        for row, entry in record["interrupted"].items():
+            curve = ", ".join(f"{v['step']}: {v['val_mae_hu']:.1f}" for v in entry["validation"]) or "-"
+            lines.append(f"| {row} | {entry['stopped_at_step']} | {curve} |")
     return "\n".join(lines) + "\n"
 
 
