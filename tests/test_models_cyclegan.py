@@ -228,3 +228,29 @@ def test_only_networks_reading_one_domain_take_windows(tiny_phantom, tmp_path):
     with pytest.raises(TranslateError, match="model.networks.discriminator.input_windows: only a network whose input is one"):
         load_recipe(REPO / "recipes/mr2ct.yaml", [f"data.root={tiny_phantom}", f"trainer.out_dir={tmp_path}",
                                                   "model.networks.discriminator.input_windows=[[-160, 240]]"])
+
+
+def test_cycle_noise_reaches_only_the_cycle_and_only_in_training(tiny_unpaired, tmp_path):
+    from translate.engine.build import build_model
+
+    def tensors(noise: float, training: bool):
+        torch.manual_seed(0)
+        model = build_model(_recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path, *TINY_2D,
+                                    f"model.options.cycle_noise={noise}"))
+        model.train(training)
+        batch = {"real_a": torch.rand(1, 1, 16, 16) * 2 - 1, "real_b": torch.rand(1, 1, 16, 16) * 2 - 1}
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return model, model.generator_tensors(batch)
+
+    _, clean = tensors(0.0, True)
+    model, noisy = tensors(0.2, True)
+    assert model.cycle_noise == 0.2
+    assert torch.equal(clean["fake_b"], noisy["fake_b"]) and torch.equal(clean["fake_a"], noisy["fake_a"])
+    assert not torch.allclose(clean["rec_a"], noisy["rec_a"]) and not torch.allclose(clean["rec_b"], noisy["rec_b"])
+    _, evaluated = tensors(0.2, False)  # eval mode: no noise
+    _, evaluated_clean = tensors(0.0, False)
+    assert torch.equal(evaluated["rec_a"], evaluated_clean["rec_a"])
+    for bad in ("-0.1", "1.5", "true", "lots"):
+        with pytest.raises(TranslateError, match="cycle_noise"):
+            _recipe("mr2ct-cyclegan.yaml", tiny_unpaired, tmp_path, f"model.options.cycle_noise={bad}")

@@ -113,6 +113,12 @@ class CycleGAN(TranslationModel):
 
     Args:
         pool_size: images kept per discriminator's :class:`ImagePool` (50 in the paper; 0: none).
+        cycle_noise: standard deviation (network units) of Gaussian noise added to ``fake_b`` and
+            ``fake_a`` before they are translated back for ``rec_a`` / ``rec_b``, in training only
+            (0: none). A generator can pass the cycle by hiding its source in low-amplitude texture of
+            the translation (Chu et al. 2017, "CycleGAN, a master of steganography"); noise on that
+            path makes hidden detail unrecoverable, so the cycle must be carried by visible anatomy
+            (Bashkirova et al. 2019). The translations the critics and the other terms see are unchanged.
     """
 
     roles = {
@@ -131,22 +137,31 @@ class CycleGAN(TranslationModel):
         size = options.get("pool_size", 50)
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"pool_size: expected an integer >= 0, got {size!r}")
+        noise = options.get("cycle_noise", 0.0)
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
+            raise ValueError(f"cycle_noise: expected a number in [0, 1) (network units), got {noise!r}")
 
     def __init__(self, g_ab: nn.Module, g_ba: nn.Module, d_a: nn.Module | None = None, d_b: nn.Module | None = None,
-                 pool_size: int = 50):
+                 pool_size: int = 50, cycle_noise: float = 0.0):
         super().__init__()
         if (d_a is None) != (d_b is None):
             raise ValueError("networks d_a and d_b: give both discriminators or neither")
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+        self.cycle_noise = float(cycle_noise)
+
+    def _cycle_input(self, fake: Tensor) -> Tensor:
+        if self.cycle_noise and self.training:
+            return fake + self.cycle_noise * torch.randn_like(fake)
+        return fake
 
     def generator_tensors(self, batch: Mapping[str, Tensor], needs: Collection[str] = ()) -> Dict[str, Any]:
         real_a, real_b = batch["real_a"], batch["real_b"]
         out: Dict[str, Any] = {k: v for k, v in batch.items() if isinstance(v, Tensor)}
         out["fake_b"] = fake_b = self.g_ab(real_a)
         out["fake_a"] = fake_a = self.g_ba(real_b)
-        out["rec_a"] = self.g_ba(fake_b)
-        out["rec_b"] = self.g_ab(fake_a)
+        out["rec_a"] = self.g_ba(self._cycle_input(fake_b))
+        out["rec_b"] = self.g_ab(self._cycle_input(fake_a))
         needs = set(needs)
         if "idt_a" in needs:
             out["idt_a"] = self.g_ba(real_a)
