@@ -14,9 +14,15 @@ they stayed far behind the ResNet ones once the CT networks see HU windows
 (``benchmarks/results/unpaired_diagnosis.json``), so the rows now keep the recipes' networks. Baselines (``linear``, ``lut``) are those of ``mr2ct_ablation.py`` (fitted on
 the pairs of all 28 training subjects).
 
+Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fields instead of |NCC|),
+``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
+for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
+with ``--merge``).
+
 Usage::
 
     python benchmarks/unpaired.py [--steps 500] [--rows linear lut pix2pix cyclegan ...] [--reuse] [--tta]
+    python benchmarks/unpaired.py --merge A.json B.json ... --work RUNS --out MERGED.json
 """
 
 from __future__ import annotations
