@@ -158,6 +158,8 @@ def main() -> None:
                         "--tta flips` (the mean over the training flips) as row '<row> + flip TTA'")
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides for every trained row (e.g. trainer.seed=1)")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -191,7 +193,7 @@ def main() -> None:
                                                          f"trainer.steps={args.steps}",
                                                          f"trainer.val_every={max(args.steps // 4, 1)}",
                                                          f"trainer.checkpoint_every={args.steps}", "trainer.threads=1",
-                                                         *spec["overrides"]])
+                                                         *spec["overrides"], *args.set])
             if spec.get("extra"):
                 tree = recipe.model_dump(mode="json")
                 tree["objective"]["generator"] += spec["extra"]
@@ -214,7 +216,8 @@ def main() -> None:
             records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
             validation[row] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
                                for r in records if "val_mae_hu" in r]
-            steps[row] = {"steps": args.steps, "batch_size": recipe.data.batch_size,
+            steps[row] = {"steps": args.steps, "batch_size": recipe.data.batch_size, "seed": recipe.trainer.seed,
+                          "set": args.set,
                           "objective": recipe.objective.generator,
                           "generators": {k: v.model_dump() for k, v in recipe.model.networks.items()}}
         per_subject = [evaluate_volumes(p, args.data / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]
