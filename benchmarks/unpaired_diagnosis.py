@@ -252,7 +252,8 @@ def collect(args) -> None:
             entry["recipe"] = {"critic_norm": nets["d_b"].get("norm"), "generator": nets.get("g_ab", nets.get("dec_b")),
                                "generator_ba": nets.get("g_ba", nets.get("e_b")), "critic_b": nets["d_b"],  # UNIT: e_b reads CT
                                "objective": recipe["objective"]["generator"], "optim": recipe["optim"],
-                               "batch_size": recipe["data"]["batch_size"], "ema": recipe["trainer"].get("ema")}
+                               "batch_size": recipe["data"]["batch_size"], "ema": recipe["trainer"].get("ema"),
+                               "model_options": recipe["model"].get("options")}
         if (run / "probe.json").is_file():
             entry["probe"] = json.loads((run / "probe.json").read_text())
         if (run / "tta_summary.json").is_file():
