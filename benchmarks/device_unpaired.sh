@@ -7,7 +7,9 @@
 # Writes benchmarks/results/speed_cyclegan_gpu.json (run alone first, so nothing shares the GPU while it is
 # timed), benchmarks/results/parts/unpaired_gpu_<row>.json per row and their merge
 # benchmarks/results/unpaired_gpu.{json,md}; each process's log goes to LOGDIR. Rows: benchmarks/unpaired.py.
-# ROW_TIMEOUT (s, default 3600) ends a row that runs longer (its log and metrics.jsonl stay).
+# ROW_TIMEOUT (s, default 3600) ends a row that runs longer (its log and metrics.jsonl stay). TAG (default gpu)
+# names the parts, the merged record and the work folder of this run (unpaired_<TAG>...), so a second run does not
+# merge the first run's parts; SPEED=0 skips the speed measurement.
 # Python: the machine's python3 with the packages of pyproject.toml importable (PYTHONPATH); run from the repo root.
 set -u
 logs=$1; steps=$2; shift 2
@@ -16,13 +18,15 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 python3 -c "import torch; assert torch.cuda.is_available(), 'no GPU'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 # the data first, once: the row processes would otherwise each write it
 python3 -c "from translate.data.phantom import write_phantom; write_phantom('data/phantom-unpaired', subjects=40, seed=0, unpaired=True)" || exit 1
-timeout "${SPEED_TIMEOUT:-150}" python3 benchmarks/speed_cyclegan.py --device cuda --steps 20 \
+tag=${TAG:-gpu}
+[ "${SPEED:-1}" = 0 ] || timeout "${SPEED_TIMEOUT:-150}" python3 benchmarks/speed_cyclegan.py --device cuda --steps 20 \
   --out benchmarks/results/speed_cyclegan_gpu.json >"$logs/speed.log" 2>&1 || echo "speed: failed or timed out ($?)"
-note="$# rows trained at once, one process each, sharing the GPU: wall times are not single-run times"
+note="$# rows trained at once, one process each, sharing the GPU: wall times are not single-run times; run by: TAG=$tag ROW_TIMEOUT=${ROW_TIMEOUT:-3600} bash benchmarks/device_unpaired.sh $logs $steps $*"
 for row in "$@"; do
   timeout "${ROW_TIMEOUT:-3600}" python3 benchmarks/unpaired.py --rows "$row" --steps "$steps" --tta --machine-note "$note" \
-    --out "benchmarks/results/parts/unpaired_gpu_$row.json" --work runs/unpaired-gpu >"$logs/$row.log" 2>&1 &
+    --out "benchmarks/results/parts/unpaired_${tag}_$row.json" --work "runs/unpaired-$tag" >"$logs/$row.log" 2>&1 &
 done
 wait
-python3 benchmarks/unpaired.py --merge benchmarks/results/parts/unpaired_gpu_*.json --work runs/unpaired-gpu \
-  --machine-note "$note" --out benchmarks/results/unpaired_gpu.json
+parts=(); for row in "$@"; do parts+=("benchmarks/results/parts/unpaired_${tag}_$row.json"); done
+python3 benchmarks/unpaired.py --merge "${parts[@]}" --work "runs/unpaired-$tag" \
+  --machine-note "$note" --out "benchmarks/results/unpaired_$tag.json"
