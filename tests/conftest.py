@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -88,6 +89,23 @@ def tiny_real(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ibsi")
     split = {"train": ["STS_015"], "val": ["STS_008"], "test": ["STS_024"]}
     pair_folder(SHARED_DATA / "ibsi_sts", root, split=split)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_real_unpaired(tmp_path_factory) -> Path:
+    """Four real ibsi_sts patients paired by ``translate data pair``; split.json's ``train_a`` (MR) and
+    ``train_b`` (CT) are the two training patients, one each, as ``benchmarks/real_data/prepare.py`` cuts them."""
+    if not (SHARED_DATA / "ibsi_sts").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real data folder {SHARED_DATA / 'ibsi_sts'} is absent in CI")
+        pytest.skip(f"real data folder {SHARED_DATA / 'ibsi_sts'} is absent")
+    from translate.data.pairing import pair_folder
+
+    root = tmp_path_factory.mktemp("ibsi_unpaired")
+    split = {"train": ["STS_001", "STS_015"], "val": ["STS_008"], "test": ["STS_024"]}
+    pair_folder(SHARED_DATA / "ibsi_sts", root, split=split)
+    (root / "split.json").write_text(json.dumps({**split, "train_a": ["STS_015"], "train_b": ["STS_001"]}))
     return root
 
 

@@ -229,3 +229,54 @@ def test_body_only_restricts_the_valid_mask_to_the_body(phantom_root):
     for index in (0, 3, len(plain) - 1):
         assert torch.all(plain[index]["valid_mask"] == 1)
         torch.testing.assert_close(body_only[index]["valid_mask"], body_only[index]["body_mask"])
+
+
+def _unpaired_with_valid(phantom_root, tmp_path):
+    """A copy whose training subjects (domain A) carry a valid mask: a 6 x 6 square on slices 2-4 only;
+    the val subjects (domain B) have no valid file at all."""
+    root = tmp_path / "unpaired_valid"
+    shutil.copytree(phantom_root, root)
+    split = json.loads((root / "split.json").read_text())
+    for subject in split["train"]:
+        mr = sitk.ReadImage(str(root / subject / "mr.nii.gz"))
+        valid = np.zeros(SHAPE, dtype=np.uint8)
+        valid[2:5, 14:20, 12:18] = 1
+        image = sitk.GetImageFromArray(valid)
+        image.CopyInformation(mr)
+        sitk.WriteImage(image, str(root / subject / "valid.nii.gz"))
+    return root, split
+
+
+def test_unpaired_slices_crop_each_side_and_keep_a_inside_valid(phantom_root, tmp_path):
+    root, split = _unpaired_with_valid(phantom_root, tmp_path)
+    whole = UnpairedSlices(root=root, split="train", split_b="val", domains=DOMAINS, flips=[], valid_key="valid")
+    cropped = UnpairedSlices(root=root, split="train", split_b="val", domains=DOMAINS, flips=[], valid_key="valid",
+                             crop_size=[16, 16])
+    # A slices without MR data are dropped; B (no valid file) keeps every slice
+    assert len(whole) == len(cropped) == 3 * len(split["train"])
+    assert {s for _, s in whole.index["a"]} == {2, 3, 4}
+    assert len(whole.index["b"]) == SHAPE[0] * len(split["val"])
+    valid = np.zeros(SHAPE[1:], dtype=bool)
+    valid[14:20, 12:18] = True
+    for draw in range(12):
+        full, item = whole[(1, draw)], cropped[(1, draw)]
+        assert item["real_a"].shape == item["real_b"].shape == item["body_mask"].shape[:1] + (16, 16)
+        # the A crop is the window of the whole slice centred on a voxel inside valid & body
+        a = full["real_a"][0].numpy()
+        windows = [(y, x) for y in range(17) for x in range(17)
+                   if np.array_equal(a[y:y + 16, x:x + 16], item["real_a"][0].numpy())]
+        assert windows and any(valid[y + 8, x + 8] for y, x in windows)
+    # without augmentation: the centre crop, the same every time
+    fixed = UnpairedSlices(root=root, split="train", split_b="val", domains=DOMAINS, augment=False,
+                           valid_key="valid", crop_size=[16, 16])
+    torch.testing.assert_close(fixed[0]["real_a"], whole[(0, None)]["real_a"][:, 8:24, 8:24])
+
+
+def test_unpaired_slices_errors_are_one_line(phantom_root, tmp_path):
+    root, split = _unpaired_with_valid(phantom_root, tmp_path)
+    with pytest.raises(TranslateError, match=r"crop_size: expected \[H, W\], each a multiple of 8"):
+        UnpairedSlices(root=root, split="train", split_b="val", domains=DOMAINS, crop_size=[12, 16], size_multiple=8)
+    for subject in split["train"]:
+        sitk.WriteImage(sitk.Image(SHAPE[::-1], sitk.sitkUInt8), str(root / subject / "valid.nii.gz"))
+    with pytest.raises(TranslateError, match="no slice of domain 'a' has data inside 'valid'"):
+        UnpairedSlices(root=root, split="train", split_b="val", domains=DOMAINS, valid_key="valid")

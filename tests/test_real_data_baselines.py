@@ -45,3 +45,20 @@ def test_summary_pools_by_voxels(baselines):
     summary = baselines.summarise(per)
     assert summary["mean_over_patients"]["mae"] == 25.0 and summary["pooled"]["mae"] == pytest.approx(32.5)
     assert summary["pooled"]["bias_hu"] == pytest.approx(-0.5) and summary["pooled"]["voxels_bone"] == 0
+
+
+def test_scores_carry_hallucination_rates_averaged_over_patients_that_have_the_class(baselines):
+    ct = np.full((2, 4, 4), 40.0, dtype=np.float32)
+    ct[0, :2] = 1000.0                                       # 8 bone voxels, 24 soft
+    pred = ct.copy()
+    pred[0, 0] = 40.0                                        # 4 of the 8 bone voxels turned soft
+    pred[1, 3, :2] = 900.0                                   # 2 of the 24 soft voxels turned bone
+    region = np.ones(ct.shape, dtype=bool)
+    data = {"ct": ct, "region": region, "tumour": np.zeros_like(region)}
+    scores = baselines.score_prediction(pred, data)
+    assert scores["bone_to_soft"] == 0.5 and scores["bone_lost"] == 0.5 and scores["soft_to_bone"] == 2 / 24
+    assert np.isnan(scores["air_to_tissue"])                 # no air: NaN, left out of the mean
+    no_bone = baselines.score_prediction(np.full_like(ct, 40.0), {**data, "ct": np.full_like(ct, 40.0)})
+    mean = baselines.summarise({"p1": scores, "p2": no_bone})["mean_over_patients"]
+    assert mean["bone_to_soft"] == 0.5 and mean["soft_to_bone"] == pytest.approx(1 / 24)
+    assert "air_to_tissue" not in mean

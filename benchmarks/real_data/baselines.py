@@ -45,6 +45,8 @@ REPO = HERE.parents[1]
 Normalise = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Predictor = Callable[[np.ndarray], np.ndarray]
 REGIONS = ("", "_air", "_soft", "_bone", "_tumour")
+#: hallucination rates (translate.metrics.hallucination.RATE_NAMES)
+RATE_NAMES = ("bone_lost", "bone_to_soft", "bone_to_air", "soft_to_bone", "air_to_tissue")
 
 
 def identity(mr: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -124,9 +126,25 @@ def training_voxels(root: Path, patients: Iterable[str], normalise: Normalise = 
     return np.concatenate(mrs), np.concatenate(cts)
 
 
+def score_prediction(pred: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """MAE per tissue and in the tumour (:func:`translate.metrics.tissue.tissue_mae`) and the hallucination
+    rates (:func:`translate.metrics.hallucination.hallucination_rates`), inside valid & body."""
+    from translate.metrics.hallucination import hallucination_rates
+    from translate.metrics.tissue import tissue_mae
+
+    rates = hallucination_rates(pred, data["ct"], mask=data["region"])
+    return {**tissue_mae(pred, data["ct"], mask=data["region"], extra_masks={"tumour": data["tumour"]}),
+            **{name: rates[name] for name in RATE_NAMES}}
+
+
 def summarise(per_patient: Dict[str, dict]) -> Dict[str, dict]:
-    """Mean over patients (regions a patient lacks are left out) and pooled over all voxels."""
+    """Mean over patients (regions a patient lacks are left out) and pooled over all voxels; hallucination
+    rates as the mean over the patients that have the class."""
     mean, pooled = {}, {}
+    for name in RATE_NAMES:
+        values = [r[name] for r in per_patient.values() if name in r and not math.isnan(r[name])]
+        if values:
+            mean[name] = float(np.mean(values))
     for suffix in REGIONS:
         values = [r[f"mae{suffix}"] for r in per_patient.values() if r[f"voxels{suffix}"] > 0]
         mean[f"mae{suffix}"] = float(np.mean(values)) if values else math.nan
@@ -142,8 +160,6 @@ def summarise(per_patient: Dict[str, dict]) -> Dict[str, dict]:
 def run_baselines(root: Path, split: Dict[str, List[str]], on: str = "test",
                   normalise: Normalise = identity) -> Dict[str, object]:
     """Fit every baseline on ``split["train"]``, score it on ``split[on]``; a JSON-able record."""
-    from translate.metrics.tissue import tissue_mae
-
     root = Path(root)
     mr, ct = training_voxels(root, split["train"], normalise)
     predictors = {name: fit(mr, ct) for name, (_, fit) in BASELINES.items()}
@@ -151,8 +167,7 @@ def run_baselines(root: Path, split: Dict[str, List[str]], on: str = "test",
     for patient in split[on]:
         data = load_patient(root, patient, normalise)
         for name, predict in predictors.items():
-            scores[name][patient] = tissue_mae(predict(data["mr"]), data["ct"], mask=data["region"],
-                                               extra_masks={"tumour": data["tumour"]})
+            scores[name][patient] = score_prediction(predict(data["mr"]), data)
     return {"data": str(root), "train": list(split["train"]), "scored_on": on, "patients": list(split[on]),
             "training_voxels": int(mr.size),
             "region": "valid & body_mask_from_ct(ct) (CT > -500 HU, largest component, holes filled per slice)",

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from baselines import REGIONS, load_patient, run_baselines, summarise  # noqa: E402
+from baselines import RATE_NAMES, REGIONS, load_patient, run_baselines, score_prediction, summarise  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
@@ -37,7 +37,6 @@ from mr2ct_ablation import cpu_name  # noqa: E402
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.inferer import infer_volume  # noqa: E402
 from translate.engine.run import fit_recipe  # noqa: E402
-from translate.metrics.tissue import tissue_mae  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 L1_ONLY = "objective={generator: [{name: pixel, kind: l1, weight: 100.0, mask: valid_mask}], discriminator: []}"
@@ -53,7 +52,15 @@ ROWS = {
     "pix2pix-monai": ("recipes/mr2ct-real.yaml (LSGAN 0.1 + 100 L1) with the MONAI residual U-Net generator",
                       "recipes/mr2ct-real.yaml",
                       ["model.networks.generator={name: monai_unet, channels: [16, 32, 64, 128, 256], num_res_units: 2}"]),
+    # unpaired: MR of split train_a, CT of train_b (disjoint halves of the training patients, prepare.py)
+    "cyclegan": ("recipes/mr2ct-cyclegan-real.yaml as shipped (unpaired CycleGAN, MR of train_a, CT of train_b)",
+                 "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan+ngf": ("the same + ngf (normalised gradient fields, weight 1, both directions)",
+                     "recipes/mr2ct-cyclegan-real.yaml", []),
 }
+#: extra generator terms appended to a row's recipe objective
+EXTRA = {"cyclegan+ngf": [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
+                          {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}]}
 
 
 def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict:
@@ -64,7 +71,7 @@ def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict
         infer_volume(checkpoint, root / patient / "mr.nii.gz", prediction, progress=False)
         data = load_patient(root, patient)
         pred = image_to_array(read_volume(prediction)).astype(np.float32)
-        scores[patient] = tissue_mae(pred, data["ct"], mask=data["region"], extra_masks={"tumour": data["tumour"]})
+        scores[patient] = score_prediction(pred, data)
     return scores
 
 
@@ -79,6 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", action="store_true", help="score runs already in --work instead of training again")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results",
                         help="writes real_mr2ct_<split>.json and .md there")
+    parser.add_argument("--name", default="real_mr2ct", help="records are written as <name>_<split>.json / .md")
     parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
     args = parser.parse_args(argv)
     split = json.loads((args.data / "split.json").read_text())
@@ -96,6 +104,10 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
             recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
                                                        *overrides, *args.overrides])
+            if row in EXTRA:
+                tree = recipe.model_dump(mode="json")
+                tree["objective"]["generator"] += EXTRA[row]
+                recipe = load_recipe(tree=tree)
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
             summary = {**summary, "load_average_1min": os.getloadavg()[0]}
             (work / "fit_summary.json").write_text(json.dumps(summary, default=str))
@@ -109,6 +121,7 @@ def main(argv=None) -> int:
             scores = score_network(args.data, split[on], checkpoint, work / on)
             record["rows"][row] = {
                 "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
+                "extra_terms": EXTRA.get(row, []),
                 "checkpoint": args.checkpoint, "checkpoint_step": int(torch.load(checkpoint, weights_only=True)["step"]),
                 "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
                 "train_load_average_1min": summary.get("load_average_1min"),
@@ -121,14 +134,16 @@ def main(argv=None) -> int:
         record.update({"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
                        "machine": {"processor": cpu_name(), "cores": os.cpu_count(),
                                    "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__}})
-        out = args.out_dir / f"real_mr2ct_{on}.json"
+        out = args.out_dir / f"{args.name}_{on}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=2) + "\n")
-        lines = ["| row | MAE | air | soft | bone | tumour | bias | train (s) |", "|---|---|---|---|---|---|---|---|"]
+        lines = ["| row | MAE | air | soft | bone | tumour | bias | " + " | ".join(f"{r} %" for r in RATE_NAMES)
+                 + " | train (s) |", "|---|---|---|---|---|---|---|" + "---|" * len(RATE_NAMES) + "---|"]
         for name, entry in record["rows"].items():
             m = entry["mean_over_patients"]
-            cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [
-                f"{m['bias_hu']:+.1f}", f"{entry.get('train_seconds', float('nan')):.0f}"]
+            cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [f"{m['bias_hu']:+.1f}"] + [
+                f"{100 * m[r]:.1f}" if r in m else "-" for r in RATE_NAMES] + [
+                f"{entry.get('train_seconds', float('nan')):.0f}"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         table = "\n".join(lines)
         out.with_suffix(".md").write_text(f"MR -> CT on ibsi_sts, scored on {on} patients {split[on]} "

@@ -6,7 +6,9 @@ Each patient's T1-weighted MR is resampled onto its CT's grid with the identity 
 share one frame of reference; see the data's README) and written beside the CT with a ``valid``
 mask (where the MR has data) and the tumour mask: ``<out>/STS_xxx/{ct,mr,valid,tumour}.nii.gz``,
 plus ``<out>/split.json`` from ``ibsi_split.json`` and ``<out>/pairing.json``. I/O only: about a
-second per patient.
+second per patient. ``split.json`` also holds ``train_a`` / ``train_b``, the training patients cut into
+two disjoint halves (:func:`translate.data.phantom.unpaired_halves`, seed 0) for the unpaired recipe
+(``recipes/mr2ct-cyclegan-real.yaml``: MR of one half, CT of the other, no pair ever seen).
 
 The split (``ibsi_split.json``, in the repository so every table uses the same patients) was made
 by :func:`make_split`: the 24 patient IDs sorted, shuffled with ``numpy.random.default_rng(0)``,
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
     from translate.data.pairing import pair_folder
     from translate.errors import TranslateError
 
+    from translate.data.phantom import unpaired_halves
+
     split = json.loads(args.split.read_text())
     subjects = sorted(sum(split.values(), []))
     try:
@@ -56,6 +60,9 @@ def main(argv=None) -> int:
     except TranslateError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # the unpaired halves overlap "train" on purpose, so they join split.json after pair_folder checked it
+    written = json.loads((args.out / "split.json").read_text())
+    (args.out / "split.json").write_text(json.dumps({**written, **unpaired_halves(split["train"], seed=0)}, indent=2))
     where = {subject: name for name, ids in split.items() for subject in ids}
     print("| patient | split | CT size (x, y, z) | MR covers | valid |")
     print("|---|---|---|---|---|")

@@ -68,6 +68,33 @@ def _plane_size(shapes: Sequence[tuple], multiple: int, pad: bool, where: str) -
     return biggest
 
 
+def _crop_size(crop_size: Optional[Sequence[int]], size_multiple: int) -> Optional[tuple]:
+    """``data.dataset.crop_size`` checked: ``(H, W)``, each a positive multiple of the generator's size multiple."""
+    if crop_size is None:
+        return None
+    crop = tuple(int(c) for c in crop_size)
+    if len(crop) != 2 or any(c < 1 or c % size_multiple for c in crop):
+        raise TranslateError(f"data.dataset.crop_size: expected [H, W], each a multiple of {size_multiple} "
+                             f"(the generator's size multiple), got {list(crop_size)}")
+    return crop
+
+
+def _crop(arrays: Dict[str, np.ndarray], inside: np.ndarray, crop: tuple, seed: int,
+          draw: Optional[int]) -> Dict[str, np.ndarray]:
+    """The same ``crop`` window of every ``(C, H, W)`` array: centred on a random voxel of ``inside`` drawn from
+    ``(seed, draw)`` (the plane's centre when ``inside`` is empty), or the centre crop when ``draw`` is None."""
+    (h, w), (ch, cw) = inside.shape, crop
+    if draw is None:
+        top, left = (h - ch) // 2, (w - cw) // 2
+    else:
+        voxels = np.argwhere(inside)
+        rng = draw_rng(seed, draw, 5)
+        y, x = voxels[rng.integers(len(voxels))] if len(voxels) else (h // 2, w // 2)
+        top = int(np.clip(y - ch // 2, 0, h - ch))
+        left = int(np.clip(x - cw // 2, 0, w - cw))
+    return {key: value[..., top:top + ch, left:left + cw] for key, value in arrays.items()}
+
+
 @DATASETS.register("paired_slices")
 class PairedSlices(Dataset):
     """Slices of registered pairs, for Pix2pix-style training (2D, or 2.5D with ``context_slices``).
@@ -102,12 +129,7 @@ class PairedSlices(Dataset):
                  augment: bool = True, pad: bool = True, crop_size: Optional[Sequence[int]] = None,
                  skip_empty: bool = True, valid_key: Optional[str] = None, fill_outside_valid: bool = True,
                  body_only: bool = False, val_block: float = 0.0, size_multiple: int = 1, seed: int = 0):
-        if crop_size is not None:
-            crop_size = tuple(int(c) for c in crop_size)
-            if len(crop_size) != 2 or any(c < 1 or c % size_multiple for c in crop_size):
-                raise TranslateError(f"data.dataset.crop_size: expected [H, W], each a multiple of {size_multiple} "
-                                     f"(the generator's size multiple), got {list(crop_size)}")
-        self.crop = crop_size
+        self.crop = _crop_size(crop_size, size_multiple)
         if int(context_slices) != context_slices or not 0 <= context_slices <= 8:
             raise TranslateError(f"data.dataset.context_slices: expected an integer in [0, 8], got {context_slices!r}")
         if axis not in (0, 1, 2):
@@ -138,16 +160,8 @@ class PairedSlices(Dataset):
         return {"a": domains["a"].channels * (1 + 2 * int(context_slices)), "b": domains["b"].channels}
 
     def _cropped(self, arrays: Dict[str, np.ndarray], draw: Optional[int]) -> Dict[str, np.ndarray]:
-        (h, w), (ch, cw) = self.plane, self.crop
-        if draw is None:
-            top, left = (h - ch) // 2, (w - cw) // 2
-        else:
-            inside = np.argwhere((arrays["valid_mask"][0] > 0) & (arrays["body_mask"][0] > 0))
-            rng = draw_rng(self.seed, draw, 5)
-            y, x = inside[rng.integers(len(inside))] if len(inside) else (h // 2, w // 2)
-            top = int(np.clip(y - ch // 2, 0, h - ch))
-            left = int(np.clip(x - cw // 2, 0, w - cw))
-        return {key: value[..., top:top + ch, left:left + cw] for key, value in arrays.items()}
+        inside = (arrays["valid_mask"][0] > 0) & (arrays["body_mask"][0] > 0)
+        return _crop(arrays, inside, self.crop, self.seed, draw)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -176,6 +190,14 @@ class UnpairedSlices(Dataset):
         split_b: ``split.json`` key of domain B's subjects (default: ``split``).
         labels_key: file key of a label map of every subject (e.g. ``labels``), served as
             ``labels_a`` / ``labels_b`` beside each side's image (shape consistency).
+        crop_size: ``[H, W]`` random crops for training, drawn for each side on its own, centred on a
+            random voxel of that side's body (and, for A, inside ``valid``); the centre crop when not
+            augmenting. Inference translates whole slices in windows of this size.
+        valid_key: file key of a mask of domain A's subjects where the source has data (a partial MR
+            coverage resampled onto a CT grid, as ``translate data pair`` writes it): A slices with
+            no valid voxel are dropped (``skip_empty``), crops are centred inside it and, with
+            ``fill_outside_valid``, the source is continued outside it as inference does.
+            Domain B's subjects need no such file.
         Others as :class:`PairedSlices`.
     """
 
@@ -185,9 +207,11 @@ class UnpairedSlices(Dataset):
                  context_slices: int = 0, axis: int = 0, flips: Sequence[int] | bool = True,
                  transforms: Sequence[Mapping[str, Any]] = (), augment: bool = True, pad: bool = True,
                  valid_key: Optional[str] = None, labels_key: Optional[str] = None, size_multiple: int = 1,
+                 crop_size: Optional[Sequence[int]] = None, skip_empty: bool = True, fill_outside_valid: bool = True,
                  seed: int = 0):
         if int(context_slices) != context_slices or not 0 <= context_slices <= 8:
             raise TranslateError(f"data.dataset.context_slices: expected an integer in [0, 8], got {context_slices!r}")
+        self.crop = _crop_size(crop_size, size_multiple)
         self.context, self.seed = int(context_slices), seed
         self.labels_key = labels_key
         self.flip_axes = parse_flip_axes(flips, 2, "data.dataset.flips") if augment else []
@@ -195,15 +219,23 @@ class UnpairedSlices(Dataset):
         self.sides = {}
         for name, which in (("a", split), ("b", split_b or split)):
             domain = {name: domains[name]}
-            subjects = subjects_from_folder(root, which, keys=[domains[name].key] + ([labels_key] if labels_key else []))
-            self.sides[name] = _SliceVolumes(subjects, domain, axis=axis, valid_key=None, same_grid=False,
+            valid = valid_key if name == "a" else None
+            keys = [domains[name].key] + [k for k in (labels_key, valid) if k]
+            subjects = subjects_from_folder(root, which, keys=keys)
+            self.sides[name] = _SliceVolumes(subjects, domain, axis=axis, valid_key=valid, same_grid=False,
+                                             fill=("a",) if valid and fill_outside_valid else (),
                                              extra=[labels_key] if labels_key else [])
         shapes = [v["body_mask"].shape[2:] for side in self.sides.values() for v in side.items]
         self.plane = _plane_size(shapes, size_multiple, pad, "data.dataset")
+        if self.crop is not None:
+            self.plane = tuple(max(p, c) for p, c in zip(self.plane, self.crop))
         self.index = {}
         for name, side in self.sides.items():
             side.pad(self.plane, {name: domains[name]})
-            self.index[name] = [(i, s) for i, v in enumerate(side.items) for s in range(v["body_mask"].shape[1])]
+            self.index[name] = [(i, s) for i, v in enumerate(side.items) for s in range(v["body_mask"].shape[1])
+                                if not (skip_empty and name == "a" and valid_key and not v["valid_mask"][0, s].any())]
+            if not self.index[name]:
+                raise TranslateError(f"data.dataset: no slice of domain {name!r} has data inside {valid_key!r}")
 
     @classmethod
     def served_channels(cls, domains: Mapping[str, Domain], context_slices: int = 0, **_: Any) -> Dict[str, int]:
@@ -221,10 +253,14 @@ class UnpairedSlices(Dataset):
         for name, position in (("a", index), ("b", int(pick_b))):
             subject, s = self.index[name][position]
             volume = self.sides[name].items[subject]
-            arrays[f"real_{name}"] = context_stack(volume[name], s, self.context)
-            arrays[f"body_mask_{name}"] = volume["body_mask"][:, s]
+            side = {f"real_{name}": context_stack(volume[name], s, self.context),
+                    f"body_mask_{name}": volume["body_mask"][:, s]}
             if self.labels_key:
-                arrays[f"labels_{name}"] = volume[self.labels_key][:, s]
+                side[f"labels_{name}"] = volume[self.labels_key][:, s]
+            if self.crop is not None:
+                inside = (volume["body_mask"][0, s] > 0) & (volume["valid_mask"][0, s] > 0)
+                side = _crop(side, inside, self.crop, self.seed + (name == "b"), draw)
+            arrays.update(side)
             out[f"subject_{name}"], out[f"slice_{name}"] = volume["id"], s
         # A and B come from different subjects: each gets its own flips
         for name in ("a", "b"):
