@@ -40,6 +40,10 @@ from translate.engine.run import fit_recipe  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 L1_ONLY = "objective={generator: [{name: pixel, kind: l1, weight: 100.0, mask: valid_mask}], discriminator: []}"
+#: the unpaired recipe's generator objective without its silhouette term
+CYCLEGAN_PLAIN = ("objective.generator=[{name: adversarial, mode: lsgan, fake: d_fake_b}, "
+                  "{name: adversarial, mode: lsgan, fake: d_fake_a}, {name: cycle, kind: l1, domain: both, weight: 10.0}, "
+                  "{name: window_pixel, kind: l1, pred: rec_b, target: real_b, window: [-160, 240], weight: 10.0}]")
 #: row -> (description, recipe, extra overrides)
 ROWS = {
     "pix2pix": ("recipes/mr2ct-real.yaml as shipped (Pix2pix, LSGAN + 100 L1)", "recipes/mr2ct-real.yaml", []),
@@ -53,9 +57,11 @@ ROWS = {
                       "recipes/mr2ct-real.yaml",
                       ["model.networks.generator={name: monai_unet, channels: [16, 32, 64, 128, 256], num_res_units: 2}"]),
     # unpaired: MR of split train_a, CT of train_b (disjoint halves of the training patients, prepare.py)
-    "cyclegan": ("recipes/mr2ct-cyclegan-real.yaml as shipped (unpaired CycleGAN, MR of train_a, CT of train_b)",
-                 "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan+ngf": ("the same + ngf (normalised gradient fields, weight 1, both directions)",
+    "cyclegan": ("recipes/mr2ct-cyclegan-real.yaml as shipped (unpaired CycleGAN + silhouette, MR of train_a, "
+                 "CT of train_b)", "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan-plain": ("the same without the silhouette term (LSGAN both ways, cycle 10, windowed CT cycle 10)",
+                       "recipes/mr2ct-cyclegan-real.yaml", [CYCLEGAN_PLAIN]),
+    "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: extra generator terms appended to a row's recipe objective

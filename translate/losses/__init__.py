@@ -20,6 +20,7 @@ from .kl import KL
 from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
 from .gradient_correlation import GradientCorrelation, NormalizedGradientFields
+from .silhouette import Silhouette
 from .r1 import R1  # noqa: E402
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "WindowPixel",
     "GradientCorrelation",
     "NormalizedGradientFields",
+    "Silhouette",
 ]

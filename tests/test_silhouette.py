@@ -1,0 +1,76 @@
+"""The silhouette term: a synthetic CT's air / tissue outline tied to its source MR's body."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from translate.data.intensity import HUWindow
+from translate.losses import LOSSES, build_objective
+from translate.losses.silhouette import Silhouette, silhouette_loss, source_body
+
+CT = HUWindow(-1024.0, 2000.0)
+
+
+def _limb(size: int = 32, dims: int = 2) -> torch.Tensor:
+    """A T1-like limb: muscle (-0.4) in air (-1), a bright marrow (0.9) in a dark cortical ring (-0.95)."""
+    shape = (1, 1) + (size,) * dims
+    mr = torch.full(shape, -1.0)
+    body = (slice(None), slice(None)) + (slice(6, 26),) * dims
+    ring = (slice(None), slice(None)) + (slice(12, 19),) * dims
+    marrow = (slice(None), slice(None)) + (slice(14, 17),) * dims
+    mr[body] = -0.4
+    mr[ring] = -0.95
+    mr[marrow] = 0.9
+    return mr
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_body_is_closed_over_dark_cortex_and_kept_at_the_border(dims):
+    mr = _limb(dims=dims)
+    body = source_body(mr, closing=9)
+    assert body[(0, 0) + (13,) * dims] == 1 and source_body(mr, closing=1)[(0, 0) + (13,) * dims] == 0
+    assert int(body.sum()) == 20 ** dims                       # exactly the limb: no air added around it
+    cut = mr[(slice(None), slice(None)) + (slice(6, 32),) * dims]  # the limb touching the image border
+    assert int(source_body(cut, closing=9).sum()) == 20 ** dims
+
+
+def test_permuted_classes_cost_more_than_the_right_outline_and_bone_is_free():
+    mr = _limb()
+    body = source_body(mr)
+    right = CT.forward(torch.where(body > 0, 40.0, -1000.0))
+    bone = right.clone()
+    bone[..., 12:19, 12:19] = CT.forward(torch.full((7, 7), 1200.0))  # cortex and marrow as bone: still tissue
+    swapped = CT.forward(torch.where(body > 0, -1000.0, 40.0))
+    lost = CT.forward(torch.where((body > 0) & (mr < -0.9), -1000.0, 40.0 * (body > 0) - 1000.0 * (body == 0)))
+    low, mid, high = (silhouette_loss(x, mr).item() for x in (right, lost, swapped))
+    assert low < 1e-3 and silhouette_loss(bone, mr) < 1e-3
+    assert low < mid < high                                   # the cortex rendered as air costs, in proportion
+    # 40 cortex voxels of 1024 at -1000 HU, each costing log(1 + exp((-400 - (-1000)) / 50)) = 12
+    assert mid == pytest.approx(40 * 12 / 1024, rel=1e-3)
+
+
+def test_gradient_flows_to_the_translation_only_and_mask_weights():
+    mr = _limb().requires_grad_()
+    fake = CT.forward(torch.full((1, 1, 32, 32), -1000.0)).requires_grad_()
+    loss = silhouette_loss(fake, mr)
+    loss.backward()
+    assert mr.grad is None and fake.grad.abs().sum() > 0
+    assert (fake.grad[source_body(mr) > 0] < 0).all()         # descent raises HU where the body is
+    outside = (source_body(mr) == 0).float()
+    assert silhouette_loss(fake, mr, mask=outside) < 1e-3     # weighted to the air, an all-air CT is right
+
+
+def test_catalogue_entry_and_errors():
+    term = LOSSES.get("silhouette")
+    assert term is Silhouette
+    objective = build_objective([{"name": "silhouette", "pred": "fake_b", "source": "real_a", "weight": 2.0}])
+    mr = _limb()
+    total, parts = objective({"real_a": mr, "fake_b": CT.forward(torch.full((1, 1, 32, 32), -1000.0))})
+    assert total > 1.0 and set(parts) == {"silhouette"}
+    with pytest.raises(ValueError, match="closing: expected an odd number"):
+        Silhouette(closing=4)
+    with pytest.raises(ValueError, match="temperature: expected a positive number"):
+        Silhouette(temperature=0)
+    with pytest.raises(ValueError, match="expected one prediction channel"):
+        silhouette_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8))

@@ -1,0 +1,139 @@
+"""Silhouette consistency: a synthetic CT is tissue where its source MR shows the body, and air elsewhere.
+
+Unpaired translation may permute tissue classes and stay cycle-consistent: on real limbs a CycleGAN
+learned to render T1 muscle as CT air and the MR's background as CT soft tissue (README, real
+patients), which every CT critic accepts since both images hold air and tissue. The body outline is
+the one thing both modalities show alike, so this term ties the translation's air / tissue boundary
+(the ``AIR_BELOW`` of :mod:`translate.metrics.tissue`, -400 HU) to the source's body, read off the
+source itself: its centre channel above ``level`` (network units; an MR normalised by ``mr_robust``
+or ``mr_percentile`` puts air at -1), closed morphologically so that dark structures inside the
+body (cortical bone and tendons, dark in T1, bright or grey in CT) count as body.
+Layout: ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.intensity import HUWindow
+from .base import LOSSES, Tensors, Term
+from .window import _window
+
+
+def _max_pool(x: Tensor, size: int) -> Tensor:
+    pool = F.max_pool2d if x.dim() == 4 else F.max_pool3d
+    return pool(x, size, stride=1, padding=size // 2)
+
+
+def source_body(source: Tensor, level: float = -0.8, closing: int = 9) -> Tensor:
+    """``(B, 1, *S)`` 0/1 mask of the body in ``source`` ``(B, C, *S)``: its centre channel above ``level``,
+    closed (dilated, then eroded) by a ``closing``-voxel cube; no gradient.
+
+    Example:
+        >>> ring = torch.full((1, 1, 9, 9), 0.5); ring[..., 3:6, 3:6] = -1.0; ring[..., 4, 4] = 0.5
+        >>> int(source_body(ring, closing=1).sum()), int(source_body(ring, closing=5).sum())  # the ring closed
+        (73, 81)
+    """
+    if source.dim() not in (4, 5):
+        raise ValueError(f"source_body: expected (B, C, H, W) or (B, C, D, H, W), got shape {tuple(source.shape)}")
+    centre = source.shape[1] // 2
+    mask = (source[:, centre:centre + 1].detach() > level).to(source.dtype)
+    if closing > 1:  # outside the image counts as air: pad with it so the erosion undoes the dilation at borders
+        width = 2 * (closing // 2)
+        spatial = mask.dim() - 2
+        padded = F.pad(mask, [width] * (2 * spatial), value=0.0)
+        closed = 1.0 - _max_pool(1.0 - _max_pool(padded, closing), closing)
+        mask = closed[(slice(None), slice(None)) + (slice(width, -width),) * spatial]
+    return mask
+
+
+def silhouette_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024.0, 2000.0),
+                    threshold: float = -400.0, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
+                    mask: Tensor | None = None) -> Tensor:
+    r"""Binary cross-entropy between the translation's soft tissue mask and the source's body.
+
+    .. math::
+        \mathcal{L} = \frac{1}{|M|} \sum_{v \in M}
+        \mathrm{BCE}\!\left(\sigma\!\left(\frac{h(p_v) - \theta}{\tau}\right), \mathrm{body}(s)_v\right)
+
+    with :math:`h` the ``ct_hu`` window ``space`` mapped back to HU, :math:`\theta` = ``threshold``
+    (HU), :math:`\tau` = ``temperature`` (HU) and body from :func:`source_body`. A voxel already on
+    the right side of the threshold by several :math:`\tau` costs almost nothing, so the term fixes
+    the outline and leaves the HU inside to the other terms.
+
+    Args:
+        pred: translation ``(B, 1, *S)`` in the network space of ``space`` (one CT channel).
+        source: its source ``(B, C, *S)`` (2.5D channels: the centre one is read).
+        mask: optional voxel weights ``(B, 1, *S)`` (e.g. where the source has data).
+
+    Example:
+        >>> ct = HUWindow(-1024.0, 2000.0)
+        >>> mr = torch.full((1, 1, 16, 16), -1.0); mr[..., 4:12, 4:12] = 0.0        # a body in air
+        >>> right = ct.forward(torch.where(mr > -0.8, 40.0, -1000.0))            # tissue in it, air around
+        >>> swapped = ct.forward(torch.where(mr > -0.8, -1000.0, 40.0))          # the classes permuted
+        >>> silhouette_loss(right, mr).item() < 1e-3, silhouette_loss(swapped, mr).item() > 5
+        (True, True)
+    """
+    if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
+        raise ValueError(f"silhouette_loss: prediction of shape {tuple(pred.shape)} and source of shape "
+                         f"{tuple(source.shape)}; expected one prediction channel on the source's grid")
+    if not temperature > 0:
+        raise ValueError(f"silhouette temperature: expected a positive number of HU, got {temperature!r}")
+    logits = (HUWindow(*_window(space, "silhouette space")).inverse(pred) - threshold) / temperature
+    target = source_body(source, level, closing)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if mask is None:
+        return loss.mean()
+    weights = mask.to(loss.dtype).expand_as(loss)
+    return (loss * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+@LOSSES.register("silhouette")
+class Silhouette(Term):
+    """Body-outline consistency of an unpaired MR -> CT translation (see :func:`silhouette_loss`).
+
+    Reads ``pred`` (default ``fake_b``, a ``ct_hu`` image whose window is ``space``) and ``source``
+    (default ``real_a``); ``mask`` names optional voxel weights.
+
+    Example:
+        >>> mr = torch.full((1, 1, 16, 16), -1.0); mr[..., 4:12, 4:12] = 0.0
+        >>> fake = HUWindow(-1024.0, 2000.0).forward(torch.full((1, 1, 16, 16), -1000.0))  # all air
+        >>> Silhouette().compute({"real_a": mr, "fake_b": fake}).item() > 1.0
+        True
+    """
+
+    name = "silhouette"
+    requirement = "a source MR and its CT translation (no pair needed)"
+    formula = "mean BCE(sigmoid((HU(G(a)) - theta) / tau), closing(a > level)), theta = -400 HU"
+    reference = "body-outline consistency of the source and its translation (air / tissue classes of the hallucination rates)"
+
+    def __init__(self, source: str = "real_a", pred: str = "fake_b", space: Sequence[float] = (-1024.0, 2000.0),
+                 threshold: float = -400.0, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
+                 mask: str | None = None, name: str = "silhouette"):
+        super().__init__(name)
+        for what, value in (("threshold", threshold), ("temperature", temperature), ("level", level)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"silhouette {what}: expected a number, got {value!r}")
+        if not temperature > 0:
+            raise ValueError(f"silhouette temperature: expected a positive number of HU, got {temperature!r}")
+        if isinstance(closing, bool) or not isinstance(closing, int) or closing < 1 or closing % 2 == 0:
+            raise ValueError(f"silhouette closing: expected an odd number of voxels >= 1, got {closing!r}")
+        self.space = _window(space, "silhouette space")
+        self.source, self.pred, self.mask = source, pred, mask
+        self.threshold, self.temperature, self.level, self.closing = float(threshold), float(temperature), float(level), closing
+
+    def needs(self) -> Tuple[str, ...]:
+        return (self.source, self.pred) + ((self.mask,) if self.mask else ())
+
+    def compute(self, tensors: Tensors) -> Tensor:
+        mask = tensors[self.mask] if self.mask else None
+        return silhouette_loss(tensors[self.pred], tensors[self.source], self.space, self.threshold,
+                               self.temperature, self.level, self.closing, mask)
+
+    def extra_repr(self) -> str:
+        return (f"source={self.source!r}, pred={self.pred!r}, threshold={self.threshold}, "
+                f"temperature={self.temperature}, level={self.level}, closing={self.closing}, mask={self.mask!r}")
