@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             m = entry["mean_over_patients"]
             cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [f"{m['bias_hu']:+.1f}"] + [
                 f"{100 * m[r]:.1f}" if r in m else "-" for r in RATE_NAMES] + [
-                f"{entry.get('train_seconds', float('nan')):.0f}"]
+                f"{entry['train_seconds']:.0f}" if "train_seconds" in entry else "-"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         table = "\n".join(lines)
         out.with_suffix(".md").write_text(f"MR -> CT on ibsi_sts, scored on {on} patients {split[on]} "
