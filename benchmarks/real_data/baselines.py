@@ -39,14 +39,14 @@ from typing import Callable, Dict, Iterable, List, Tuple
 
 import numpy as np
 
+from translate.metrics.hallucination import RATE_NAMES, hallucination_rates
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 Normalise = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Predictor = Callable[[np.ndarray], np.ndarray]
 REGIONS = ("", "_air", "_soft", "_bone", "_tumour")
-#: hallucination rates (translate.metrics.hallucination.RATE_NAMES)
-RATE_NAMES = ("bone_lost", "bone_to_soft", "bone_to_air", "soft_to_bone", "air_to_tissue")
 
 
 def identity(mr: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -129,7 +129,6 @@ def training_voxels(root: Path, patients: Iterable[str], normalise: Normalise = 
 def score_prediction(pred: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str, float]:
     """MAE per tissue and in the tumour (:func:`translate.metrics.tissue.tissue_mae`) and the hallucination
     rates (:func:`translate.metrics.hallucination.hallucination_rates`), inside valid & body."""
-    from translate.metrics.hallucination import hallucination_rates
     from translate.metrics.tissue import tissue_mae
 
     rates = hallucination_rates(pred, data["ct"], mask=data["region"])

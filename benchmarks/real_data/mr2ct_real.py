@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -40,10 +41,6 @@ from translate.engine.run import fit_recipe  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 L1_ONLY = "objective={generator: [{name: pixel, kind: l1, weight: 100.0, mask: valid_mask}], discriminator: []}"
-#: the unpaired recipe's generator objective without its silhouette term
-CYCLEGAN_PLAIN = ("objective.generator=[{name: adversarial, mode: lsgan, fake: d_fake_b}, "
-                  "{name: adversarial, mode: lsgan, fake: d_fake_a}, {name: cycle, kind: l1, domain: both, weight: 10.0}, "
-                  "{name: window_pixel, kind: l1, pred: rec_b, target: real_b, window: [-160, 240], weight: 10.0}]")
 #: row -> (description, recipe, extra overrides)
 ROWS = {
     "pix2pix": ("recipes/mr2ct-real.yaml as shipped (Pix2pix, LSGAN + 100 L1)", "recipes/mr2ct-real.yaml", []),
@@ -60,13 +57,16 @@ ROWS = {
     "cyclegan": ("recipes/mr2ct-cyclegan-real.yaml as shipped (unpaired CycleGAN + silhouette, MR of train_a, "
                  "CT of train_b)", "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan-plain": ("the same without the silhouette term (LSGAN both ways, cycle 10, windowed CT cycle 10)",
-                       "recipes/mr2ct-cyclegan-real.yaml", [CYCLEGAN_PLAIN]),
+                       "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
 }
-#: extra generator terms appended to a row's recipe objective
-EXTRA = {"cyclegan+ngf": [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
-                          {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}]}
+#: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
+EDITS = {
+    "cyclegan-plain": lambda terms: [t for t in terms if t["name"] != "silhouette"],
+    "cyclegan+ngf": lambda terms: terms + [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
+                                           {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}],
+}
 
 
 def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict:
@@ -110,9 +110,9 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
             recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
                                                        *overrides, *args.overrides])
-            if row in EXTRA:
+            if row in EDITS:
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] += EXTRA[row]
+                tree["objective"]["generator"] = EDITS[row](tree["objective"]["generator"])
                 recipe = load_recipe(tree=tree)
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
             summary = {**summary, "load_average_1min": os.getloadavg()[0]}
@@ -122,12 +122,13 @@ def main(argv=None) -> int:
         else:
             summary = {"seconds": float("nan")}
         validation = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+        trained_objective = yaml.safe_load((work / "recipe.yaml").read_text())["objective"]["generator"]
         checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
         for on, record in records.items():
             scores = score_network(args.data, split[on], checkpoint, work / on)
             record["rows"][row] = {
                 "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
-                "extra_terms": EXTRA.get(row, []),
+                "generator_objective": trained_objective,
                 "checkpoint": args.checkpoint, "checkpoint_step": int(torch.load(checkpoint, weights_only=True)["step"]),
                 "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
                 "train_load_average_1min": summary.get("load_average_1min"),

@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     from translate.data.pairing import pair_folder
     from translate.errors import TranslateError
 
+    from translate.atomic import write_text_atomic
     from translate.data.phantom import unpaired_halves
 
     split = json.loads(args.split.read_text())
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         return 2
     # the unpaired halves overlap "train" on purpose, so they join split.json after pair_folder checked it
     written = json.loads((args.out / "split.json").read_text())
-    (args.out / "split.json").write_text(json.dumps({**written, **unpaired_halves(split["train"], seed=0)}, indent=2))
+    write_text_atomic(args.out / "split.json", json.dumps({**written, **unpaired_halves(split["train"], seed=0)}, indent=2))
     where = {subject: name for name, ids in split.items() for subject in ids}
     print("| patient | split | CT size (x, y, z) | MR covers | valid |")
     print("|---|---|---|---|---|")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.intensity import HUWindow
+from ..metrics.tissue import AIR_BELOW
 from .base import LOSSES, Tensors, Term
 from .window import _window
 
@@ -52,7 +53,7 @@ def source_body(source: Tensor, level: float = -0.8, closing: int = 9) -> Tensor
 
 
 def silhouette_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024.0, 2000.0),
-                    threshold: float = -400.0, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
+                    threshold: float = AIR_BELOW, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
                     mask: Tensor | None = None) -> Tensor:
     r"""Binary cross-entropy between the translation's soft tissue mask and the source's body.
 
@@ -112,7 +113,7 @@ class Silhouette(Term):
     reference = "body-outline consistency of the source and its translation (air / tissue classes of the hallucination rates)"
 
     def __init__(self, source: str = "real_a", pred: str = "fake_b", space: Sequence[float] = (-1024.0, 2000.0),
-                 threshold: float = -400.0, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
+                 threshold: float = AIR_BELOW, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
                  mask: str | None = None, name: str = "silhouette"):
         super().__init__(name)
         for what, value in (("threshold", threshold), ("temperature", temperature), ("level", level)):
