@@ -22,6 +22,7 @@ with ``--merge``).
 Usage::
 
     python benchmarks/unpaired.py [--steps 500] [--rows linear lut pix2pix cyclegan ...] [--reuse] [--tta]
+                                  [--checkpoint last|best]
     python benchmarks/unpaired.py --merge A.json B.json ... --work RUNS --out MERGED.json
 """
 
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already in --work instead of training")
     parser.add_argument("--tta", action="store_true", help="also score every trained row through `translate infer "
                         "--tta flips` (the mean over the training flips) as row '<row> + flip TTA'")
+    parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                        help="score last.pt, or best.pt (the step with the lowest val MAE) as row '<row> @ best.pt'")
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -177,6 +180,8 @@ def main() -> None:
     for row in rows:
         out_dir = args.work / row
         started, trained = time.perf_counter(), True
+        ckpt = out_dir / "checkpoints" / f"{args.checkpoint}.pt"
+        name, tag = (row, "") if args.checkpoint == "last" or row not in ROWS else (f"{row} @ best.pt", "_best")
         if row == "pix2pix (paired)":
             predictions = [args.paired_predictions / f"{subject}_sct.nii.gz" for subject in split["test"]]
             import yaml
@@ -204,36 +209,37 @@ def main() -> None:
                 fit_recipe(recipe, show_progress=False)
             predictions, tta_predictions = [], []
             for subject in split["test"]:
-                path = out_dir / f"{subject}_sct.nii.gz"
-                infer_volume(out_dir / "checkpoints" / "last.pt", args.data / subject / "mr.nii.gz", path,
+                path = out_dir / f"{subject}_sct{tag}.nii.gz"
+                infer_volume(ckpt, args.data / subject / "mr.nii.gz", path,
                              direction="a2b", progress=False)
                 predictions.append(path)
                 if args.tta:  # the same checkpoint through `translate infer --tta flips`
-                    tta_path = out_dir / f"{subject}_sct_tta.nii.gz"
-                    infer_volume(out_dir / "checkpoints" / "last.pt", args.data / subject / "mr.nii.gz", tta_path,
+                    tta_path = out_dir / f"{subject}_sct{tag}_tta.nii.gz"
+                    infer_volume(ckpt, args.data / subject / "mr.nii.gz", tta_path,
                                  direction="a2b", progress=False, tta="flips")
                     tta_predictions.append(tta_path)
             records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-            validation[row] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
+            validation[name] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
                                for r in records if "val_mae_hu" in r]
-            steps[row] = {"steps": args.steps, "batch_size": recipe.data.batch_size, "seed": recipe.trainer.seed,
-                          "set": args.set,
+            steps[name] = {"steps": args.steps, "batch_size": recipe.data.batch_size, "seed": recipe.trainer.seed,
+                          "set": args.set, "checkpoint": ckpt.name,
+                          "checkpoint_step": int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"]),
                           "objective": recipe.objective.generator,
                           "generators": {k: v.model_dump() for k, v in recipe.model.networks.items()}}
         per_subject = [evaluate_volumes(p, args.data / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]
         if row in ROWS and not trained:  # --reuse: keep the wall time of the run that trained it
             summary_file = out_dir / "val_summary.json"  # a run of benchmarks/unpaired_diagnosis.py, same recipe
-            seconds[row] = (json.loads(summary_file.read_text())["train_s"] if summary_file.is_file()
+            seconds[name] = (json.loads(summary_file.read_text())["train_s"] if summary_file.is_file()
                             else seconds.get(row, time.perf_counter() - started))
         else:
-            seconds[row] = time.perf_counter() - started
-        results[row] = summarise(per_subject, split["test"])
+            seconds[name] = time.perf_counter() - started
+        results[name] = summarise(per_subject, split["test"])
         if row in ROWS and args.tta:
-            results[f"{row} + flip TTA"] = summarise([evaluate_volumes(p, args.data / s / "ct.nii.gz")
+            results[f"{name} + flip TTA"] = summarise([evaluate_volumes(p, args.data / s / "ct.nii.gz")
                                                       for p, s in zip(tta_predictions, split["test"])], split["test"])
-            seconds[f"{row} + flip TTA"], steps[f"{row} + flip TTA"] = seconds[row], steps[row]
-        print(row, {k: round(v[0], 4) for k, v in results[row].items() if isinstance(v, tuple)},
-              f"{seconds[row]:.0f} s", flush=True)
+            seconds[f"{name} + flip TTA"], steps[f"{name} + flip TTA"] = seconds[name], steps[name]
+        print(name, {k: round(v[0], 4) for k, v in results[name].items() if isinstance(v, tuple)},
+              f"{seconds[name]:.0f} s", flush=True)
         command = " ".join(["python", *sys.argv])
         commands = [c for c in record.get("commands", [record["command"]] if "command" in record else []) if c != command]
         record = {"command": command, "commands": commands + [command], "date": time.strftime("%Y-%m-%d %H:%M"),
