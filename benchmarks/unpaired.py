@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mr2ct_ablation import BASELINES, cpu_name  # noqa: E402  (the same baselines and machine record)
 
 from translate.data.phantom import write_phantom  # noqa: E402
+from translate.engine.checkpoint import load_checkpoint  # noqa: E402
 from translate.engine.inferer import infer_volume  # noqa: E402
 from translate.engine.run import fit_recipe  # noqa: E402
 from translate.metrics.hallucination import RATE_NAMES  # noqa: E402
@@ -223,7 +224,7 @@ def main() -> None:
                                for r in records if "val_mae_hu" in r]
             steps[name] = {"steps": args.steps, "batch_size": recipe.data.batch_size, "seed": recipe.trainer.seed,
                           "set": args.set, "checkpoint": ckpt.name,
-                          "checkpoint_step": int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"]),
+                          "checkpoint_step": int(load_checkpoint(ckpt)["step"]),
                           "objective": recipe.objective.generator,
                           "generators": {k: v.model_dump() for k, v in recipe.model.networks.items()}}
         per_subject = [evaluate_volumes(p, args.data / s / "ct.nii.gz") for p, s in zip(predictions, split["test"])]

@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
 
 from translate.data.io import image_to_array, read_volume  # noqa: E402
+from translate.engine.checkpoint import load_checkpoint  # noqa: E402
 from translate.engine.inferer import infer_volume  # noqa: E402
 from translate.engine.run import fit_recipe  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
@@ -124,12 +125,13 @@ def main(argv=None) -> int:
         validation = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
         trained_objective = yaml.safe_load((work / "recipe.yaml").read_text())["objective"]["generator"]
         checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
+        checkpoint_step = int(load_checkpoint(checkpoint)["step"])
         for on, record in records.items():
             scores = score_network(args.data, split[on], checkpoint, work / on)
             record["rows"][row] = {
                 "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
                 "generator_objective": trained_objective,
-                "checkpoint": args.checkpoint, "checkpoint_step": int(torch.load(checkpoint, weights_only=True)["step"]),
+                "checkpoint": args.checkpoint, "checkpoint_step": checkpoint_step,
                 "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
                 "train_load_average_1min": summary.get("load_average_1min"),
                 "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
