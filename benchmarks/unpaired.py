@@ -15,6 +15,7 @@ they stayed far behind the ResNet ones once the CT networks see HU windows
 the pairs of all 28 training subjects).
 
 Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fields instead of |NCC|),
+``cyclegan+geometry`` (flip consistency, GcGAN),
 ``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
 for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
 with ``--merge``).
@@ -58,6 +59,8 @@ GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b
 #: normalised gradient fields (Haber & Modersitzki 2006): local and blind to the sign of contrast, both directions
 NGF = [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
        {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
+#: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
+GEOMETRY = [{"name": "geometry", "domain": "both", "weight": 10.0}]
 #: the papers' network sizes (CycleGAN: stem 64, 9 residual blocks, 64-channel PatchGAN; UNIT: stem 64, latent 256),
 #: too slow for the 2-core CPU the shipped recipes are sized for; run on a GPU
 CT_WINDOW = "input_windows: [[-160, 240]]"
@@ -86,6 +89,7 @@ ROWS = {
                    "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                               "extra_pairs": [["real_b", "labels_b"]]}]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
+    "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes

@@ -9,7 +9,7 @@
 from .base import (LOSSES, Constant, LinearDecay, LinearWarmup, MissingTensorError, Objective, Schedule, Term,
                    build_objective, build_weight)
 from .adversarial import Adversarial
-from .pixel import Cycle, Identity, Pixel, SelfRegularization
+from .pixel import Cycle, Geometry, Identity, Pixel, SelfRegularization
 from .gradient import EdgeWeighted, Gradient
 from .structure import Structure
 from .kspace import KSpace, cartesian_mask
@@ -25,7 +25,7 @@ from .r1 import R1  # noqa: E402
 
 __all__ = [
     "LOSSES", "Term", "Objective", "Schedule", "Constant", "LinearWarmup", "LinearDecay", "MissingTensorError",
-    "build_objective", "build_weight", "Adversarial", "Pixel", "Cycle", "Identity", "SelfRegularization",
+    "build_objective", "build_weight", "Adversarial", "Pixel", "Cycle", "Identity", "Geometry", "SelfRegularization",
     "Gradient", "EdgeWeighted", "Structure", "KSpace", "cartesian_mask", "Perceptual", "Style", "Shape",
     "FeatureMatching", "KL",
     "DiceCE", "SegANL1",

@@ -178,6 +178,36 @@ class Identity(Pixel):
         self.domain = domain
 
 
+@LOSSES.register("geometry")
+class Geometry(Pixel):
+    """Geometry consistency (GcGAN): a generator should commute with a flip of its input.
+
+    ``geo_fake_b = T(G_AB(T(real_a)))`` vs ``fake_b`` (and ``geo_fake_a`` vs ``fake_a``), with ``T`` a
+    flip the model draws each step (CycleGAN's ``geometry_flips``); ``domain="both"`` sums the two.
+    Both sides carry gradients, as in Fu et al. A GAN generator draws texture that is not the same
+    in a mirrored image (which is why averaging flips at test time helps); this term asks for the
+    same translation either way, so the texture must follow the anatomy.
+
+    Example:
+        >>> t = {"geo_fake_b": torch.ones(1, 1, 4, 4), "fake_b": torch.ones(1, 1, 4, 4)}
+        >>> Geometry(domain="b").compute(t).item()
+        0.0
+    """
+
+    name = "geometry"
+    requirement = "a model that produces flipped translations (CycleGAN)"
+    formula = "mean |T(G_AB(T(a))) - G_AB(a)| + mean |T(G_BA(T(b))) - G_BA(b)|, T a random flip"
+    reference = "Fu et al. 2019 (GcGAN)"
+
+    def __init__(self, kind: str = "l1", domain: str = "both", mask: str | None = None, name: str = "geometry"):
+        pairs = {"a": [("geo_fake_a", "fake_a")], "b": [("geo_fake_b", "fake_b")]}
+        pairs["both"] = pairs["a"] + pairs["b"]
+        if domain not in pairs:
+            raise ValueError(f"unknown domain {domain!r}; expected 'a', 'b' or 'both'")
+        self._setup(kind, pairs[domain], mask, name)
+        self.domain = domain
+
+
 @LOSSES.register("self_regularization")
 class SelfRegularization(Pixel):
     """Input-output similarity: keep the translation close to its own input (e.g. denoising, CBCT -> CT).

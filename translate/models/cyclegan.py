@@ -12,12 +12,12 @@ objective is the recipe's, from the loss catalogue: the reference CycleGAN is::
 
 Options from the catalogue: ``gradient_correlation`` between ``real_a`` and ``fake_b`` (Hiasa et al.
 2018), ``shape`` with a segmentor on the source labels ``labels_a`` (Zhang et al. 2018), ``cycle``
-with ``mask: body_mask_a`` (mask-weighted cycle loss).
+with ``mask: body_mask_a`` (mask-weighted cycle loss), ``geometry`` (flip consistency, Fu et al. 2019).
 """
 
 from __future__ import annotations
 
-from typing import Any, Collection, Dict, List, Mapping
+from typing import Any, Collection, Dict, List, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -106,7 +106,8 @@ class CycleGAN(TranslationModel):
     Named tensors for the generator objective: ``real_a``, ``real_b``, ``fake_b = g_ab(real_a)``,
     ``fake_a = g_ba(real_b)``, ``rec_a = g_ba(fake_b)``, ``rec_b = g_ab(fake_a)``, and when a term
     reads them ``idt_a = g_ba(real_a)``, ``idt_b = g_ab(real_b)``, ``d_fake_b = d_b(fake_b)``,
-    ``d_fake_a = d_a(fake_a)``; every tensor of the batch (``body_mask_a``, ``labels_a`` ...) too.
+    ``d_fake_a = d_a(fake_a)``, ``geo_fake_b``, ``geo_fake_a`` (``geometry_flips``); every tensor of the
+    batch (``body_mask_a``, ``labels_a`` ...) too.
     For the discriminator objective: ``d_real_a``, ``d_real_b``, ``d_fake_a_detached``,
     ``d_fake_b_detached`` (on images from the pools), ``critic_a``, ``critic_b`` (the networks, for
     gradient penalties) and ``pool_fake_a``, ``pool_fake_b`` (the images judged).
@@ -119,6 +120,11 @@ class CycleGAN(TranslationModel):
             the translation (Chu et al. 2017, "CycleGAN, a master of steganography"); noise on that
             path makes hidden detail unrecoverable, so the cycle must be carried by visible anatomy
             (Bashkirova et al. 2019). The translations the critics and the other terms see are unchanged.
+        geometry_flips: spatial axes (0 = first spatial axis) of the flips behind ``geo_fake_b`` and
+            ``geo_fake_a``, the tensors of the ``geometry`` term (GcGAN, Fu et al. 2019): each step draws
+            one non-empty subset ``T`` of these axes and computes ``geo_fake_b = T(g_ab(T(real_a)))``
+            (a flip is its own inverse), which a flip-equivariant generator makes equal to ``fake_b``;
+            ``None`` (default): every spatial axis. Computed only when a term reads them.
     """
 
     roles = {
@@ -140,20 +146,36 @@ class CycleGAN(TranslationModel):
         noise = options.get("cycle_noise", 0.0)
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 1:
             raise ValueError(f"cycle_noise: expected a number in [0, 1) (network units), got {noise!r}")
+        axes = options.get("geometry_flips")
+        if axes is not None and (not isinstance(axes, (list, tuple)) or not axes
+                                 or any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a <= 2 for a in axes)
+                                 or len(set(axes)) != len(axes)):
+            raise ValueError(f"geometry_flips: expected distinct spatial axes in 0..2 (e.g. [0, 1]), got {axes!r}")
 
     def __init__(self, g_ab: nn.Module, g_ba: nn.Module, d_a: nn.Module | None = None, d_b: nn.Module | None = None,
-                 pool_size: int = 50, cycle_noise: float = 0.0):
+                 pool_size: int = 50, cycle_noise: float = 0.0, geometry_flips: Sequence[int] | None = None):
         super().__init__()
         if (d_a is None) != (d_b is None):
             raise ValueError("networks d_a and d_b: give both discriminators or neither")
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
         self.cycle_noise = float(cycle_noise)
+        self.geometry_flips = None if geometry_flips is None else tuple(int(a) for a in geometry_flips)
 
     def _cycle_input(self, fake: Tensor) -> Tensor:
         if self.cycle_noise and self.training:
             return fake + self.cycle_noise * torch.randn_like(fake)
         return fake
+
+    def _geometry_dims(self, image: Tensor) -> List[int]:
+        """The tensor dims of one random non-empty subset of the geometry flips (torch's global generator)."""
+        spatial = image.dim() - 2
+        axes = self.geometry_flips if self.geometry_flips is not None else tuple(range(spatial))
+        if max(axes) >= spatial:
+            raise TranslateError(f"model.options.geometry_flips: {list(axes)}; the images have {spatial} spatial axes "
+                                 f"(0..{spatial - 1})")
+        subset = int(torch.randint(1, 2 ** len(axes), ()))
+        return [2 + axis for bit, axis in enumerate(axes) if subset >> bit & 1]
 
     def generator_tensors(self, batch: Mapping[str, Tensor], needs: Collection[str] = ()) -> Dict[str, Any]:
         real_a, real_b = batch["real_a"], batch["real_b"]
@@ -167,6 +189,12 @@ class CycleGAN(TranslationModel):
             out["idt_a"] = self.g_ba(real_a)
         if "idt_b" in needs:
             out["idt_b"] = self.g_ab(real_b)
+        if "geo_fake_b" in needs:
+            dims = self._geometry_dims(real_a)
+            out["geo_fake_b"] = torch.flip(self.g_ab(torch.flip(real_a, dims)), dims)
+        if "geo_fake_a" in needs:
+            dims = self._geometry_dims(real_b)
+            out["geo_fake_a"] = torch.flip(self.g_ba(torch.flip(real_b, dims)), dims)
         if self.d_b is not None and "d_fake_b" in needs:
             out["d_fake_b"] = self.d_b(fake_b)
         if self.d_a is not None and "d_fake_a" in needs:
