@@ -95,6 +95,8 @@ ROWS = {
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
+    "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
+                                       "extra": GEOMETRY_WARMUP},
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
@@ -102,6 +104,14 @@ ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
                                                     *(PAPER_UNIT if row.startswith("unit") else PAPER_CYCLEGAN)]}
              for row, spec in list(ROWS.items()) if row != "pix2pix" and not row.endswith("-3d")})
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
+
+
+def geometry_weight(term: dict, weight: float) -> dict:
+    """``term`` with ``weight`` as its (final) weight if it is a geometry term, else unchanged."""
+    if term["name"] != "geometry":
+        return term
+    old = term["weight"]
+    return {**term, "weight": {**old, "value": weight} if isinstance(old, dict) else weight}
 
 
 def machine(note: str = "") -> dict:
@@ -173,6 +183,8 @@ def main() -> None:
                         "(the Pix2pix row of benchmarks/mr2ct_ablation.py: runs/ablation/pix2pix) as row 'pix2pix (paired)'")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="recipe overrides for every trained row (e.g. trainer.seed=1)")
+    parser.add_argument("--geometry-weight", type=float, default=10.0, help="weight of the geometry term of the "
+                        "cyclegan+geometry rows (the -warmup rows reach it at step 3000)")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -211,7 +223,7 @@ def main() -> None:
                                                          *spec["overrides"], *args.set])
             if spec.get("extra"):
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] += spec["extra"]
+                tree["objective"]["generator"] += [geometry_weight(term, args.geometry_weight) for term in spec["extra"]]
                 recipe = load_recipe(tree=tree)
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:
