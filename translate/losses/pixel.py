@@ -124,8 +124,9 @@ class Pixel(Term):
         return f"kind={self.kind.value!r}, pairs={self.pairs}, mask={self.mask!r}"
 
 
-def _domain_pairs(prefix: str, domain: str) -> List[Tuple[str, str]]:
-    pairs = {"a": [(f"{prefix}_a", "real_a")], "b": [(f"{prefix}_b", "real_b")]}
+def _domain_pairs(prefix: str, domain: str, target: str = "real") -> List[Tuple[str, str]]:
+    """``(prefix_a, target_a)`` and/or ``(prefix_b, target_b)`` for ``domain`` ``a``, ``b`` or ``both``."""
+    pairs = {"a": [(f"{prefix}_a", f"{target}_a")], "b": [(f"{prefix}_b", f"{target}_b")]}
     pairs["both"] = pairs["a"] + pairs["b"]
     if domain not in pairs:
         raise ValueError(f"unknown domain {domain!r}; expected 'a', 'b' or 'both'")
@@ -200,11 +201,7 @@ class Geometry(Pixel):
     reference = "Fu et al. 2019 (GcGAN)"
 
     def __init__(self, kind: str = "l1", domain: str = "both", mask: str | None = None, name: str = "geometry"):
-        pairs = {"a": [("geo_fake_a", "fake_a")], "b": [("geo_fake_b", "fake_b")]}
-        pairs["both"] = pairs["a"] + pairs["b"]
-        if domain not in pairs:
-            raise ValueError(f"unknown domain {domain!r}; expected 'a', 'b' or 'both'")
-        self._setup(kind, pairs[domain], mask, name)
+        self._setup(kind, _domain_pairs("geo_fake", domain, target="fake"), mask, name)
         self.domain = domain
 
 
