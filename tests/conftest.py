@@ -59,6 +59,17 @@ def tiny_unpaired(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def small_unpaired(tmp_path_factory) -> Path:
+    """As :func:`tiny_unpaired` with 96 x 96 slices (few of them): the size of the recipes' data for critics
+    that also judge the image at 1/4 resolution (``multiscale``, 3 scales of a 70 x 70 PatchGAN need >= 88 pixels)."""
+    from translate.data.phantom import write_phantom
+
+    root = tmp_path_factory.mktemp("phantom_unpaired_96")
+    write_phantom(root, subjects=4, seed=0, shape=(4, 96, 96), spacing=(8.0, 3.0, 3.0), unpaired=True)
+    return root
+
+
 @pytest.fixture()
 def tiny_recipe(tiny_phantom, tmp_path) -> dict:
     tree = copy.deepcopy(TINY_RECIPE)

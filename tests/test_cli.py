@@ -291,7 +291,8 @@ def test_every_shipped_recipe_trains_and_infers(recipe, request, tmp_path):
     tiny_phantom = request.getfixturevalue("tiny_real" if "valid_key: valid" in recipe.read_text() else "tiny_phantom")
     if "train_a" in recipe.read_text():  # unpaired recipes read the disjoint train_a / train_b halves
         tiny_phantom = request.getfixturevalue(
-            "tiny_real_unpaired" if "valid_key: valid" in recipe.read_text() else "tiny_unpaired")
+            "tiny_real_unpaired" if "valid_key: valid" in recipe.read_text()
+            else "small_unpaired" if "num_scales: 3" in recipe.read_text() else "tiny_unpaired")
     if "key: low" in recipe.read_text():  # denoising: low-dose -> routine-dose CT
         tiny_phantom = request.getfixturevalue("tiny_denoise")
     out = tmp_path / "run"
