@@ -10,7 +10,9 @@ as the trainer's validation scores an MR target (:func:`translate.engine.validat
 prediction and the real image, each normalised by the target domain's spec, PSNR and SSIM in [-1, 1]
 inside the body.
 
-    python benchmarks/t1t2.py --steps 1000 --rows unit cyclegan
+    python benchmarks/t1t2.py --steps 1000 --rows unit cyclegan [--set KEY=VALUE ...]
+
+``--set`` overrides go to every row's recipe after the row's own (e.g. other critics for a comparison).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "phantom-unpaired")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "t1t2")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "t1t2.json")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides for every row, applied after the row's own")
     args = parser.parse_args()
     split = json.loads((args.data / "split.json").read_text())
     record = json.loads(args.out.read_text()) if args.out.is_file() else {"results": {}, "seconds": {}}
@@ -66,7 +70,7 @@ def main() -> None:
         recipe = load_recipe(REPO / ROWS[row]["recipe"], [f"data.root={args.data}", f"trainer.out_dir={out_dir}",
                                                           f"trainer.steps={args.steps}", f"trainer.val_every={args.steps}",
                                                           f"trainer.checkpoint_every={args.steps}", "trainer.threads=1",
-                                                          *ROWS[row]["overrides"]])
+                                                          *ROWS[row]["overrides"], *args.set])
         shutil.rmtree(out_dir, ignore_errors=True)
         started = time.perf_counter()
         fit_recipe(recipe, show_progress=False)
@@ -85,7 +89,7 @@ def main() -> None:
         record["seconds"][row] = time.perf_counter() - started
         print(row, scores, flush=True)
         record.update(command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d %H:%M"),
-                      machine={"description": "2-core Intel Xeon CPU, no GPU (shared with other jobs)",
+                      machine={"description": f"{os.cpu_count()}-core {cpu_name()} CPU, no GPU (shared with other jobs)",
                                "processor": cpu_name(), "cores": os.cpu_count(),
                                "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
                       test_subjects=split["test"])

@@ -78,6 +78,8 @@ PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_s
               f"{CT_WINDOW}}}",
               f"model.networks.dec_a={{{_DEC}, n_upsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
               f"model.networks.dec_b={{{_DEC}, n_upsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
+              # the critics of the recorded GPU rows (unpaired_gpu2), from before mr2ct-unit.yaml took the authors'
+              # three-scale ones
               "model.networks.d_a={name: patchgan, channels: 64, n_layers: 3, norm: instance}",
               f"model.networks.d_b={{name: patchgan, channels: 64, n_layers: 3, norm: instance, {CT_WINDOW}}}",
               "model.options.latent_channels=256"]

@@ -22,7 +22,8 @@ from translate.recipe import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.options.latent_channels=8", "model.networks.e_a.n_blocks=1", "model.networks.e_b.n_blocks=1",
         "model.networks.dec_a.n_blocks=1", "model.networks.dec_b.n_blocks=1", "model.networks.d_a.channels=4",
-        "model.networks.d_b.channels=4", "model.networks.d_a.n_layers=2", "model.networks.d_b.n_layers=2"]
+        "model.networks.d_b.channels=4", "model.networks.d_a.n_layers=2", "model.networks.d_b.n_layers=2",
+        "model.networks.d_a.num_scales=1", "model.networks.d_b.num_scales=1"]  # the recipes' 3 scales need >= 88 pixels
 
 
 def _recipe(root: Path, out: Path, *extra: str):
