@@ -70,12 +70,12 @@ EDITS = {
 }
 
 
-def score_network(root: Path, patients, checkpoint: Path, out_dir: Path) -> dict:
+def score_network(root: Path, patients, checkpoint: Path, out_dir: Path, tta: str = "none") -> dict:
     scores = {}
     for patient in patients:
         out_dir.mkdir(parents=True, exist_ok=True)
         prediction = out_dir / f"{patient}_sct.nii.gz"
-        infer_volume(checkpoint, root / patient / "mr.nii.gz", prediction, progress=False)
+        infer_volume(checkpoint, root / patient / "mr.nii.gz", prediction, progress=False, tta=tta)
         data = load_patient(root, patient)
         pred = image_to_array(read_volume(prediction)).astype(np.float32)
         scores[patient] = score_prediction(pred, data)
@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "real")
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
     parser.add_argument("--reuse", action="store_true", help="score runs already in --work instead of training again")
+    parser.add_argument("--tta", default="none", choices=["none", "flips"],
+                        help="the network rows' inference: `translate infer --tta` (flips: the mean over the recipe's "
+                             "training flips)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results",
                         help="writes real_mr2ct_<split>.json and .md there")
     parser.add_argument("--name", default="real_mr2ct", help="records are written as <name>_<split>.json / .md")
@@ -127,11 +130,12 @@ def main(argv=None) -> int:
         checkpoint = work / "checkpoints" / f"{args.checkpoint}.pt"
         checkpoint_step = int(load_checkpoint(checkpoint)["step"])
         for on, record in records.items():
-            scores = score_network(args.data, split[on], checkpoint, work / on)
+            scores = score_network(args.data, split[on], checkpoint, work / (on if args.tta == "none" else f"{on}_tta"),
+                                   tta=args.tta)
             record["rows"][row] = {
                 "description": description, "recipe": recipe_path, "overrides": overrides + args.overrides,
                 "generator_objective": trained_objective,
-                "checkpoint": args.checkpoint, "checkpoint_step": checkpoint_step,
+                "checkpoint": args.checkpoint, "checkpoint_step": checkpoint_step, "tta": args.tta,
                 "train_seconds": summary["seconds"], "seconds_total": time.perf_counter() - started,
                 "train_load_average_1min": summary.get("load_average_1min"),
                 "validation": [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
