@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mr2ct_ablation import cpu_name  # noqa: E402
+from unpaired import machine  # noqa: E402  (the same machine record as the MR -> CT rows)
 
 from translate.data.subjects import load_volumes, subjects_from_folder  # noqa: E402
 from translate.engine.inferer import VolumeTranslator  # noqa: E402
@@ -89,9 +87,7 @@ def main() -> None:
         record["seconds"][row] = time.perf_counter() - started
         print(row, scores, flush=True)
         record.update(command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d %H:%M"),
-                      machine={"description": f"{os.cpu_count()}-core {cpu_name()} CPU, no GPU (shared with other jobs)",
-                               "processor": cpu_name(), "cores": os.cpu_count(),
-                               "load_average_1min_at_end": os.getloadavg()[0], "torch": torch.__version__},
+                      machine=machine("shared with other jobs"),
                       test_subjects=split["test"])
         args.out.write_text(json.dumps(record, indent=2) + "\n")
         lines = [f"Unpaired T1 <-> T2 on the phantom, {len(split['test'])} test subjects; {record['machine']['description']}. "
