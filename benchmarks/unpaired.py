@@ -15,6 +15,7 @@ they stayed far behind the ResNet ones once the CT networks see HU windows
 the pairs of all 28 training subjects).
 
 Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fields instead of |NCC|),
+``cyclegan+mind`` (structure consistency by MIND descriptors, Yang et al. 2018; ``--mind-weight``),
 ``cyclegan+geometry`` (flip consistency, GcGAN),
 ``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
 for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
@@ -59,6 +60,10 @@ GRADIENT = [{"name": "gradient_correlation", "source": "real_a", "pred": "fake_b
 #: normalised gradient fields (Haber & Modersitzki 2006): local and blind to the sign of contrast, both directions
 NGF = [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
        {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
+#: structure consistency by MIND descriptors (Heinrich et al. 2012; Yang et al. 2018's structure-constrained
+#: CycleGAN), inside each source's body mask (outside it the MR's noise has no structure to keep), both directions
+MIND_TERMS = [{"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 5.0},
+              {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 5.0}]
 #: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
 GEOMETRY = [{"name": "geometry", "domain": "both", "weight": 10.0}]
 #: the same term rising from 0 to 10 over the first 3000 steps (at 16 channels the constant weight let both
@@ -95,6 +100,7 @@ ROWS = {
                    "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                               "extra_pairs": [["real_b", "labels_b"]]}]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
+    "cyclegan+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
@@ -108,9 +114,9 @@ ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
 
 
-def geometry_weight(term: dict, weight: float) -> dict:
-    """``term`` with ``weight`` as its (final) weight if it is a geometry term, else unchanged."""
-    if term["name"] != "geometry":
+def geometry_weight(term: dict, weight: float, name: str = "geometry") -> dict:
+    """``term`` with ``weight`` as its (final) weight if it is a ``name`` term, else unchanged."""
+    if term["name"] != name:
         return term
     old = term["weight"]
     return {**term, "weight": {**old, "value": weight} if isinstance(old, dict) else weight}
@@ -187,6 +193,8 @@ def main() -> None:
                         help="recipe overrides for every trained row (e.g. trainer.seed=1)")
     parser.add_argument("--geometry-weight", type=float, default=10.0, help="weight of the geometry term of the "
                         "cyclegan+geometry rows (the -warmup rows reach it at step 3000)")
+    parser.add_argument("--mind-weight", type=float, default=5.0, help="weight of each MIND term of the "
+                        "cyclegan+mind row (one per direction)")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -225,7 +233,8 @@ def main() -> None:
                                                          *spec["overrides"], *args.set])
             if spec.get("extra"):
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] += [geometry_weight(term, args.geometry_weight) for term in spec["extra"]]
+                tree["objective"]["generator"] += [geometry_weight(geometry_weight(term, args.geometry_weight),
+                                                                   args.mind_weight, "mind") for term in spec["extra"]]
                 recipe = load_recipe(tree=tree)
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:

@@ -20,6 +20,7 @@ from .kl import KL
 from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
 from .gradient_correlation import GradientCorrelation, NormalizedGradientFields
+from .mind import MIND
 from .silhouette import Silhouette
 from .r1 import R1  # noqa: E402
 
@@ -32,5 +33,6 @@ __all__ = [
     "WindowPixel",
     "GradientCorrelation",
     "NormalizedGradientFields",
+    "MIND",
     "Silhouette",
 ]
