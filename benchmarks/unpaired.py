@@ -100,6 +100,7 @@ ROWS = {
                    "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                               "extra_pairs": [["real_b", "labels_b"]]}]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
+    "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
     "cyclegan+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
