@@ -50,6 +50,16 @@ def test_mask_means_over_masked_voxels_broadcast_over_channels(shape):
     assert pixel_loss(p, t, mask=torch.zeros_like(mask)).item() == 0.0
 
 
+def test_an_empty_mask_gives_zero_gradients_at_any_weight():
+    # a crop without body: the weighted term must not turn 0 / tiny into inf and then NaN in backward
+    p = rand(1, 1, 8, 8, seed=6).requires_grad_(True)
+    t, empty = rand(1, 1, 8, 8, seed=7), torch.zeros(1, 1, 8, 8)
+    (10.0 * pixel_loss(p, t, "l1", mask=empty)).backward()
+    assert torch.equal(p.grad, torch.zeros_like(p))
+    soft = torch.full((1, 1, 8, 8), 1e-3)  # a faint soft mask is still a mean over it
+    torch.testing.assert_close(pixel_loss(p, t, "l1", mask=soft), (p - t).abs().mean())
+
+
 @pytest.mark.parametrize("shape", [(1, 2, 3, 3), (1, 1, 2, 3, 3)])
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradcheck(shape, kind):

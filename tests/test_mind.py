@@ -98,6 +98,9 @@ def test_mask_gradients_and_options():
     pred = y.clone().requires_grad_(True)
     MIND(mask="m").compute({"real_a": x, "fake_b": pred, "m": mask}).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    pred.grad = None
+    (10.0 * MIND(mask="m").compute({"real_a": x, "fake_b": pred, "m": torch.zeros_like(mask)})).backward()
+    assert torch.equal(pred.grad, torch.zeros_like(pred))  # a crop without body (real data): no NaN at weight 10
     flat = MIND().compute({"real_a": torch.zeros(1, 1, 8, 8), "fake_b": torch.zeros(1, 1, 8, 8)})
     assert math.isfinite(flat.item()) and flat.item() == 0.0
     for bad in ({"radius": 0}, {"radius": 1.5}, {"radius": True}, {"sigma": 0}, {"sigma": "wide"}):

@@ -61,7 +61,7 @@ ROWS = {
                        "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 5, "
+    "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
@@ -70,8 +70,8 @@ EDITS = {
     "cyclegan+ngf": lambda terms: terms + [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
                                            {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}],
     "cyclegan+mind": lambda terms: terms + [
-        {"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 5.0},
-        {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 5.0}],
+        {"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 10.0},
+        {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 10.0}],
 }
 
 

@@ -28,7 +28,11 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return values.mean()
     weights = mask.to(values.dtype).expand_as(values)
-    return (values * weights).sum() / weights.sum().clamp_min(torch.finfo(values.dtype).tiny)
+    total = weights.sum()
+    # an empty mask: 0 with zero gradients. Dividing by a clamped tiny total instead overflows in backward
+    # (upstream weight / 1e-38 = inf, times the zero weights = NaN) once a term's weight exceeds about 4.
+    empty = total <= 0
+    return torch.where(empty, 0.0 * values.sum(), (values * weights).sum() / torch.where(empty, 1.0, total))
 
 
 def _check_mask(mask: Tensor | None, pred: Tensor, what: str) -> None:
