@@ -15,7 +15,8 @@ they stayed far behind the ResNet ones once the CT networks see HU windows
 the pairs of all 28 training subjects).
 
 Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fields instead of |NCC|),
-``cyclegan+mind`` (structure consistency by MIND descriptors, Yang et al. 2018; ``--mind-weight``),
+``cyclegan+mind``, ``cyclegan+shape+mind`` and ``unit+mind`` (structure consistency by MIND descriptors,
+Yang et al. 2018; ``--mind-weight``),
 ``cyclegan+geometry`` (flip consistency, GcGAN),
 ``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
 for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
@@ -101,6 +102,7 @@ ROWS = {
                               "extra_pairs": [["real_b", "labels_b"]]}]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
+    "cyclegan+shape+mind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},

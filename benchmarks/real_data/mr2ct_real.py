@@ -61,7 +61,7 @@ ROWS = {
                        "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10, "
+    "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10 or --mind-weight, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results",
                         help="writes real_mr2ct_<split>.json and .md there")
     parser.add_argument("--name", default="real_mr2ct", help="records are written as <name>_<split>.json / .md")
+    parser.add_argument("--mind-weight", type=float, default=10.0, help="weight of each mind term of the "
+                        "cyclegan+mind row (one per direction)")
     parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
     args = parser.parse_args(argv)
     split = json.loads((args.data / "split.json").read_text())
@@ -121,7 +123,8 @@ def main(argv=None) -> int:
                                                        *overrides, *args.overrides])
             if row in EDITS:
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] = EDITS[row](tree["objective"]["generator"])
+                tree["objective"]["generator"] = [{**term, "weight": args.mind_weight} if term["name"] == "mind" else term
+                                                  for term in EDITS[row](tree["objective"]["generator"])]
                 recipe = load_recipe(tree=tree)
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
             summary = {**summary, "load_average_1min": os.getloadavg()[0]}
