@@ -117,11 +117,11 @@ ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
 
 
-def geometry_weight(term: dict, weight: float, name: str = "geometry") -> dict:
-    """``term`` with ``weight`` as its (final) weight if it is a ``name`` term, else unchanged."""
-    if term["name"] != name:
+def with_weights(term: dict, weights: dict) -> dict:
+    """``term`` with ``weights[name]`` as its (final) weight if its name is in ``weights``, else unchanged."""
+    if term["name"] not in weights:
         return term
-    old = term["weight"]
+    old, weight = term["weight"], weights[term["name"]]
     return {**term, "weight": {**old, "value": weight} if isinstance(old, dict) else weight}
 
 
@@ -236,8 +236,8 @@ def main() -> None:
                                                          *spec["overrides"], *args.set])
             if spec.get("extra"):
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] += [geometry_weight(geometry_weight(term, args.geometry_weight),
-                                                                   args.mind_weight, "mind") for term in spec["extra"]]
+                weights = {"geometry": args.geometry_weight, "mind": args.mind_weight}
+                tree["objective"]["generator"] += [with_weights(term, weights) for term in spec["extra"]]
                 recipe = load_recipe(tree=tree)
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:

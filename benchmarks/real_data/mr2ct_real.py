@@ -34,6 +34,7 @@ from baselines import RATE_NAMES, REGIONS, load_patient, run_baselines, score_pr
 
 sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
+from unpaired import MIND_TERMS, with_weights  # noqa: E402  (the phantom rows' MIND terms)
 
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -69,9 +70,7 @@ EDITS = {
     "cyclegan-plain": lambda terms: [t for t in terms if t["name"] != "silhouette"],
     "cyclegan+ngf": lambda terms: terms + [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
                                            {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}],
-    "cyclegan+mind": lambda terms: terms + [
-        {"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 10.0},
-        {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 10.0}],
+    "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
 }
 
 
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
                                                        *overrides, *args.overrides])
             if row in EDITS:
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] = [{**term, "weight": args.mind_weight} if term["name"] == "mind" else term
+                tree["objective"]["generator"] = [with_weights(term, {"mind": args.mind_weight})
                                                   for term in EDITS[row](tree["objective"]["generator"])]
                 recipe = load_recipe(tree=tree)
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))

@@ -12,12 +12,18 @@ from __future__ import annotations
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
-from kornia.filters import get_gaussian_kernel1d
+from kornia.filters import filter2d, filter3d, get_gaussian_kernel1d
 from torch import Tensor
 
 from .base import LOSSES, Tensors, Term, check_pair
 from .pixel import _check_mask, masked_mean
+
+
+def _check_options(radius: int, sigma: float) -> None:
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
+        raise ValueError(f"radius: expected an integer >= 1, got {radius!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"sigma: expected a positive number, got {sigma!r}")
 
 
 def _shift(x: Tensor, axis: int, offset: int) -> Tensor:
@@ -29,19 +35,13 @@ def _shift(x: Tensor, axis: int, offset: int) -> Tensor:
 
 
 def _gaussian_smooth(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian of ``sigma`` voxels along every spatial axis, replicate padding, per channel."""
-    radius = max(1, int(round(2 * sigma)))
-    kernel = get_gaussian_kernel1d(2 * radius + 1, sigma, device=x.device, dtype=x.dtype).flatten()
+    """Separable Gaussian of ``sigma`` voxels along every spatial axis, replicate borders, per channel (kornia)."""
+    kernel = get_gaussian_kernel1d(2 * max(1, round(2 * sigma)) + 1, sigma, device=x.device, dtype=x.dtype).flatten()
     spatial = x.dim() - 2
-    conv = F.conv2d if spatial == 2 else F.conv3d
-    channels = x.shape[1]
-    for axis in range(spatial):
-        shape = [1, 1] + [1] * spatial
-        shape[2 + axis] = kernel.numel()
-        weight = kernel.view(shape).expand(channels, *shape[1:])
-        pad = [0, 0] * spatial
-        pad[2 * (spatial - 1 - axis)] = pad[2 * (spatial - 1 - axis) + 1] = radius
-        x = conv(F.pad(x, pad, mode="replicate"), weight, groups=channels)
+    for axis in range(spatial):  # one 1D pass per axis: a kernel of 1 tap along the others
+        shape = [1] * spatial
+        shape[axis] = kernel.numel()
+        x = (filter2d if spatial == 2 else filter3d)(x, kernel.view(1, *shape), border_type="replicate")
     return x
 
 
@@ -69,10 +69,9 @@ def mind_descriptor(x: Tensor, radius: int = 2, sigma: float = 0.8, clamp: float
     """
     if x.dim() not in (4, 5):
         raise ValueError(f"mind_descriptor: expected (B, C, H, W) or (B, C, D, H, W), got {tuple(x.shape)}")
-    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
-        raise ValueError(f"radius: expected an integer >= 1, got {radius!r}")
-    if not sigma > 0 or not clamp > 1:
-        raise ValueError(f"sigma must be > 0 and clamp > 1, got sigma={sigma!r}, clamp={clamp!r}")
+    _check_options(radius, sigma)
+    if not clamp > 1:
+        raise ValueError(f"clamp: expected a number > 1, got {clamp!r}")
     distances: List[Tensor] = []
     for axis in range(x.dim() - 2):
         for offset in (-radius, radius):
@@ -113,10 +112,7 @@ class MIND(Term):
     def __init__(self, source: str = "real_a", pred: str = "fake_b", radius: int = 2, sigma: float = 0.8,
                  mask: str | None = None, name: str = "mind"):
         super().__init__(name)
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
-            raise ValueError(f"radius: expected an integer >= 1, got {radius!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise ValueError(f"sigma: expected a positive number, got {sigma!r}")
+        _check_options(radius, sigma)
         self.source, self.pred, self.radius, self.sigma, self.mask = source, pred, radius, float(sigma), mask
 
     def needs(self) -> Tuple[str, ...]:
