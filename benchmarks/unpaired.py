@@ -15,8 +15,8 @@ they stayed far behind the ResNet ones once the CT networks see HU windows
 the pairs of all 28 training subjects).
 
 Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fields instead of |NCC|),
-``cyclegan+mind``, ``cyclegan+shape+mind`` and ``unit+mind`` (structure consistency by MIND descriptors,
-Yang et al. 2018; ``--mind-weight``),
+``cyclegan+mind``, ``cyclegan+shape+mind``, ``cyclegan+ngf+mind``, ``unit+mind`` and ``unit+shape+mind``
+(structure consistency by MIND descriptors, Yang et al. 2018; ``--mind-weight``),
 ``cyclegan+geometry`` (flip consistency, GcGAN),
 ``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
 for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
@@ -89,6 +89,10 @@ PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_s
               "model.networks.d_a={name: patchgan, channels: 64, n_layers: 3, norm: instance}",
               f"model.networks.d_b={{name: patchgan, channels: 64, n_layers: 3, norm: instance, {CT_WINDOW}}}",
               "model.options.latent_channels=256"]
+#: UNIT with the CycleGAN + shape row's term: a segmentor (learning from real CT) must find the MR's labels in fake_b
+UNIT_SHAPE = [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
+               "extra_pairs": [["real_b", "labels_b"]]}]
+UNIT_SHAPE_OVERRIDES = ["data.batch_size=1", "data.dataset.labels_key=labels"]
 #: row -> recipe, overrides, extra generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
@@ -96,14 +100,14 @@ ROWS = {
     "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GRADIENT},
     "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": []},
     "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"]},  # one slice, as the CycleGAN rows
-    #: UNIT with the CycleGAN + shape row's term: a segmentor (learning from real CT) must find the MR's labels in fake_b
-    "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1", "data.dataset.labels_key=labels"],
-                   "extra": [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
-                              "extra_pairs": [["real_b", "labels_b"]]}]},
+    "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES, "extra": UNIT_SHAPE},
+    "unit+shape+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES,
+                        "extra": [*UNIT_SHAPE, *MIND_TERMS]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
     "cyclegan+shape+mind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": MIND_TERMS},
+    "cyclegan+ngf+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": [*NGF, *MIND_TERMS]},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
@@ -123,6 +127,22 @@ def with_weights(term: dict, weights: dict) -> dict:
         return term
     old, weight = term["weight"], weights[term["name"]]
     return {**term, "weight": {**old, "value": weight} if isinstance(old, dict) else weight}
+
+
+def row_recipe(row: str, data: Path, out_dir: Path, steps: int, sets=(), weights: dict | None = None,
+               check_paths: bool = True):
+    """The validated recipe of trained row ``row``: its recipe file, the benchmark's trainer settings, the row's
+    overrides, then ``sets``; the row's extra generator terms last, with ``weights`` by term name."""
+    spec = ROWS[row]
+    recipe = load_recipe(REPO / spec["recipe"], [f"data.root={data}", f"trainer.out_dir={out_dir}",
+                                                 f"trainer.steps={steps}", f"trainer.val_every={max(steps // 4, 1)}",
+                                                 f"trainer.checkpoint_every={steps}", "trainer.threads=1",
+                                                 *spec["overrides"], *sets], check_paths=check_paths)
+    if not spec.get("extra"):
+        return recipe
+    tree = recipe.model_dump(mode="json")
+    tree["objective"]["generator"] += [with_weights(term, weights or {}) for term in spec["extra"]]
+    return load_recipe(tree=tree, check_paths=check_paths)
 
 
 def machine(note: str = "") -> dict:
@@ -197,7 +217,7 @@ def main() -> None:
     parser.add_argument("--geometry-weight", type=float, default=10.0, help="weight of the geometry term of the "
                         "cyclegan+geometry rows (the -warmup rows reach it at step 3000)")
     parser.add_argument("--mind-weight", type=float, default=5.0, help="weight of each MIND term of the "
-                        "cyclegan+mind row (one per direction)")
+                        "rows with '+mind' (one term per direction)")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -228,17 +248,8 @@ def main() -> None:
             out_dir.mkdir(parents=True, exist_ok=True)
             predictions = BASELINES[row][1](args.data, split, out_dir)
         else:
-            spec = ROWS[row]
-            recipe = load_recipe(REPO / spec["recipe"], [f"data.root={args.data}", f"trainer.out_dir={out_dir}",
-                                                         f"trainer.steps={args.steps}",
-                                                         f"trainer.val_every={max(args.steps // 4, 1)}",
-                                                         f"trainer.checkpoint_every={args.steps}", "trainer.threads=1",
-                                                         *spec["overrides"], *args.set])
-            if spec.get("extra"):
-                tree = recipe.model_dump(mode="json")
-                weights = {"geometry": args.geometry_weight, "mind": args.mind_weight}
-                tree["objective"]["generator"] += [with_weights(term, weights) for term in spec["extra"]]
-                recipe = load_recipe(tree=tree)
+            recipe = row_recipe(row, args.data, out_dir, args.steps, args.set,
+                                {"geometry": args.geometry_weight, "mind": args.mind_weight})
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,0 +1,32 @@
+"""Every trained row of ``benchmarks/unpaired.py`` is a valid recipe, with the extra terms and weights asked for."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from translate.engine.checks import check_recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import unpaired  # noqa: E402
+
+
+@pytest.mark.parametrize("row", sorted(r for r in unpaired.ROWS if not r.endswith("-paper")))
+def test_row_builds_a_valid_recipe(row, tmp_path):
+    recipe = unpaired.row_recipe(row, tmp_path / "data", tmp_path / row, 8, ["trainer.seed=3"],
+                                 {"mind": 7.0, "geometry": 2.0}, check_paths=False)
+    check_recipe(recipe, row, check_data=False)
+    assert (recipe.trainer.steps, recipe.trainer.seed, recipe.trainer.threads) == (8, 3, 1)
+    extra = unpaired.ROWS[row].get("extra", [])
+    added = recipe.objective.generator[len(recipe.objective.generator) - len(extra):]
+    assert [t["name"] for t in added] == [t["name"] for t in extra]  # the extra terms come last, in order
+    for want, got in zip(extra, added):
+        weight = got["weight"]["value"] if isinstance(got["weight"], dict) else got["weight"]
+        assert weight == {"mind": 7.0, "geometry": 2.0}.get(want["name"], want["weight"])
+        assert got.get("mask") == want.get("mask")
+
+
+def test_rows_with_mind_and_their_partners():
+    assert [t["name"] for t in unpaired.ROWS["cyclegan+ngf+mind"]["extra"]] == ["ngf", "ngf", "mind", "mind"]
+    assert [t["name"] for t in unpaired.ROWS["unit+shape+mind"]["extra"]] == ["shape", "mind", "mind"]
+    assert unpaired.ROWS["unit+shape+mind"]["overrides"] == unpaired.ROWS["unit+shape"]["overrides"]
