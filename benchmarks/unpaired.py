@@ -93,25 +93,29 @@ PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_s
 UNIT_SHAPE = [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                "extra_pairs": [["real_b", "labels_b"]]}]
 UNIT_SHAPE_OVERRIDES = ["data.batch_size=1", "data.dataset.labels_key=labels"]
-#: row -> recipe, overrides, extra generator terms
+#: row -> recipe, overrides, generator terms of the recipe to drop (by name), extra generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
     "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": []},
     "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GRADIENT},
-    "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": []},
+    "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": []},  # shape + MIND since 2026-12-05
+    #: the shape recipe as it was until 2026-12-05, without its MIND terms
+    "cyclegan+shape-nomind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "drop": ["mind"]},
     "unit": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"]},  # one slice, as the CycleGAN rows
     "unit+shape": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES, "extra": UNIT_SHAPE},
     "unit+shape+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES,
                         "extra": [*UNIT_SHAPE, *MIND_TERMS]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
-    "cyclegan+shape+mind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "extra": MIND_TERMS},
+    #: the recipe's own MIND terms replaced by MIND_TERMS at --mind-weight (at 10: the recipe as shipped)
+    "cyclegan+shape+mind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "drop": ["mind"],
+                            "extra": MIND_TERMS},
     "cyclegan+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": MIND_TERMS},
     "cyclegan+ngf+mind": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": [*NGF, *MIND_TERMS]},
     "cyclegan+geometry": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY},
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
-                                       "extra": GEOMETRY_WARMUP},
+                                       "drop": ["mind"], "extra": GEOMETRY_WARMUP},
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
@@ -132,16 +136,19 @@ def with_weights(term: dict, weights: dict) -> dict:
 def row_recipe(row: str, data: Path, out_dir: Path, steps: int, sets=(), weights: dict | None = None,
                check_paths: bool = True):
     """The validated recipe of trained row ``row``: its recipe file, the benchmark's trainer settings, the row's
-    overrides, then ``sets``; the row's extra generator terms last, with ``weights`` by term name."""
+    overrides, then ``sets``; without the recipe's generator terms named in the row's ``drop``; the row's extra
+    generator terms last, with ``weights`` by term name."""
     spec = ROWS[row]
     recipe = load_recipe(REPO / spec["recipe"], [f"data.root={data}", f"trainer.out_dir={out_dir}",
                                                  f"trainer.steps={steps}", f"trainer.val_every={max(steps // 4, 1)}",
                                                  f"trainer.checkpoint_every={steps}", "trainer.threads=1",
                                                  *spec["overrides"], *sets], check_paths=check_paths)
-    if not spec.get("extra"):
+    if not spec.get("extra") and not spec.get("drop"):
         return recipe
     tree = recipe.model_dump(mode="json")
-    tree["objective"]["generator"] += [with_weights(term, weights or {}) for term in spec["extra"]]
+    tree["objective"]["generator"] = [term for term in tree["objective"]["generator"]
+                                      if term["name"] not in spec.get("drop", ())]
+    tree["objective"]["generator"] += [with_weights(term, weights or {}) for term in spec.get("extra", [])]
     return load_recipe(tree=tree, check_paths=check_paths)
 
 

@@ -30,3 +30,18 @@ def test_rows_with_mind_and_their_partners():
     assert [t["name"] for t in unpaired.ROWS["cyclegan+ngf+mind"]["extra"]] == ["ngf", "ngf", "mind", "mind"]
     assert [t["name"] for t in unpaired.ROWS["unit+shape+mind"]["extra"]] == ["shape", "mind", "mind"]
     assert unpaired.ROWS["unit+shape+mind"]["overrides"] == unpaired.ROWS["unit+shape"]["overrides"]
+
+
+def test_shape_rows_with_and_without_the_recipes_mind_terms(tmp_path):
+    def generator_terms(row, mind=10.0):
+        recipe = unpaired.row_recipe(row, tmp_path, tmp_path / row, 8, [], {"mind": mind}, check_paths=False)
+        return recipe.objective.generator
+
+    shipped = generator_terms("cyclegan+shape")
+    assert [t["name"] for t in shipped][-3:] == ["shape", "mind", "mind"]
+    assert all(t["weight"] == 10.0 for t in shipped if t["name"] == "mind")
+    # '+mind' at weight 10 is the recipe as shipped; at another weight it replaces the recipe's terms, not adds
+    assert generator_terms("cyclegan+shape+mind") == shipped
+    assert [t["weight"] for t in generator_terms("cyclegan+shape+mind", 3.0) if t["name"] == "mind"] == [3.0, 3.0]
+    assert generator_terms("cyclegan+shape-nomind") == [t for t in shipped if t["name"] != "mind"]
+    assert "mind" not in [t["name"] for t in generator_terms("cyclegan+shape+geometry-warmup")]
