@@ -34,7 +34,7 @@ from baselines import RATE_NAMES, REGIONS, load_patient, run_baselines, score_pr
 
 sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
-from unpaired import MIND_TERMS, with_weights  # noqa: E402  (the phantom rows' MIND terms)
+from unpaired import MIND_TERMS, NGF, with_weights  # noqa: E402  (the phantom rows' NGF and MIND terms)
 
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -68,8 +68,7 @@ ROWS = {
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
 EDITS = {
     "cyclegan-plain": lambda terms: [t for t in terms if t["name"] != "silhouette"],
-    "cyclegan+ngf": lambda terms: terms + [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
-                                           {"name": "ngf", "source": "real_b", "pred": "fake_a", "weight": 1.0}],
+    "cyclegan+ngf": lambda terms: terms + NGF,
     "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
 }
 
