@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+import torch.nn.functional as F
+from kornia.filters.kernels import get_pascal_kernel_1d
 from monai.networks.layers.factories import Conv, Norm, Pool
 from monai.utils import StrEnum
-from torch import nn
+from torch import Tensor, nn
 
 
 class NormKind(StrEnum):
@@ -84,6 +87,37 @@ def final_activation(name: str) -> nn.Module:
 def avg_downsample(spatial_dims: int) -> nn.Module:
     """Halve the resolution as pix2pixHD does between discriminator scales."""
     return Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
+
+
+class BlurPool(nn.Module):
+    """Low-pass, then subsample: a binomial (Pascal) filter along every spatial axis, reflection
+    padded, applied per channel with ``stride`` (Zhang, "Making Convolutional Networks Shift-Invariant
+    Again", ICML 2019). Subsampling without the filter aliases: what a network computes then depends
+    on where the stride-2 grid falls, not only on the image. 2D and 3D; in 2D (stride 2, kernel 3)
+    it equals ``kornia.filters.blur_pool2d`` away from the border.
+    """
+
+    def __init__(self, spatial_dims: int, channels: int, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.spatial_dims, self.channels, self.stride = check_spatial_dims(spatial_dims), channels, stride
+        taps = get_pascal_kernel_1d(kernel_size, norm=True)
+        kernel = taps
+        for _ in range(spatial_dims - 1):
+            kernel = kernel[..., None] * taps
+        self.register_buffer("kernel", kernel.expand(channels, 1, *kernel.shape).contiguous(), persistent=False)
+        self.pad = [kernel_size // 2, (kernel_size - 1) // 2] * spatial_dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, self.pad, mode="reflect")
+        step = F.conv2d if self.spatial_dims == 2 else F.conv3d
+        return step(x, self.kernel.to(x.dtype), stride=self.stride, groups=self.channels)
+
+
+def resize_upsample(spatial_dims: int) -> nn.Module:
+    """Double the resolution by (bi/tri)linear interpolation, a proper low-pass interpolator; a
+    transposed conv with a kernel not divisible by its stride paints a grid-locked pattern instead
+    (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
+    return nn.Upsample(scale_factor=2, mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
 
 
 def check_divisible(spatial_shape: Sequence[int], multiple: int, network: str) -> None:

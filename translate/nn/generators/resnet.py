@@ -10,9 +10,9 @@ from typing import List
 
 from torch import Tensor, nn
 
-from ..layers import check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
+from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
 from ..layers import final_activation as make_final_activation
-from ..layers import norm_layer
+from ..layers import norm_layer, resize_upsample
 from ..registry import GENERATORS
 
 
@@ -52,6 +52,11 @@ class ResNetGenerator(nn.Module):
         norm: ``"instance"`` (CycleGAN), ``"batch"`` or ``"none"``.
         dropout: inside residual blocks (the reference's ``use_dropout``); 0 disables.
         final_activation: ``"tanh"`` or ``"none"``.
+        antialias: sample without aliasing: each downsampling is a stride-1 conv, norm, ReLU, then a
+            binomial [1, 3, 3, 1] blur with stride 2 (:class:`~translate.nn.layers.BlurPool`); each upsampling is a
+            linear 2x resize, then a 3x3 conv. The reference's strided and transposed convs
+            (``False``) make the output depend on where the stride-2 grid falls: a GAN generator then
+            draws texture locked to that grid, which a 1-pixel shift (or a flip) of the input moves.
 
     Example:
         >>> net = ResNetGenerator(spatial_dims=3, channels=4, n_blocks=1)
@@ -61,27 +66,36 @@ class ResNetGenerator(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1, channels: int = 64,
                  n_blocks: int = 9, n_downsampling: int = 2, norm: str = "instance", dropout: float = 0.0,
-                 final_activation: str = "tanh"):
+                 final_activation: str = "tanh", antialias: bool = False):
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
         check_norm(norm)
         if n_blocks < 0 or n_downsampling < 0 or channels < 1:
             raise ValueError("n_blocks and n_downsampling must be >= 0 and channels >= 1")
-        self.n_downsampling = n_downsampling
+        self.n_downsampling, self.antialias = n_downsampling, bool(antialias)
         bias = conv_bias(norm)
         layers: List[nn.Module] = [
             conv(spatial_dims, in_channels, channels, 7, padding=3, bias=bias, padding_mode="reflect"),
             norm_layer(norm, spatial_dims, channels), nn.ReLU(inplace=True)]
         width = channels
         for _ in range(n_downsampling):
-            layers += [conv(spatial_dims, width, width * 2, 3, stride=2, padding=1, bias=bias),
-                       norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True)]
+            if antialias:
+                layers += [conv(spatial_dims, width, width * 2, 3, padding=1, bias=bias, padding_mode="reflect"),
+                           norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True),
+                           BlurPool(spatial_dims, width * 2, kernel_size=4)]
+            else:
+                layers += [conv(spatial_dims, width, width * 2, 3, stride=2, padding=1, bias=bias),
+                           norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True)]
             width *= 2
         layers += [ResidualBlock(spatial_dims, width, norm, dropout) for _ in range(n_blocks)]
         for _ in range(n_downsampling):
-            layers += [conv_transpose(spatial_dims, width, width // 2, kernel_size=3, stride=2, padding=1,
-                                      output_padding=1, bias=bias),
-                       norm_layer(norm, spatial_dims, width // 2), nn.ReLU(inplace=True)]
+            if antialias:
+                layers += [resize_upsample(spatial_dims),
+                           conv(spatial_dims, width, width // 2, 3, padding=1, bias=bias, padding_mode="reflect")]
+            else:
+                layers += [conv_transpose(spatial_dims, width, width // 2, kernel_size=3, stride=2, padding=1,
+                                          output_padding=1, bias=bias)]
+            layers += [norm_layer(norm, spatial_dims, width // 2), nn.ReLU(inplace=True)]
             width //= 2
         layers += [conv(spatial_dims, width, out_channels, 7, padding=3, bias=True, padding_mode="reflect"),
                    make_final_activation(final_activation)]
