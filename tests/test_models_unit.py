@@ -108,3 +108,16 @@ def test_channels_the_toolkit_sets_are_refused_in_a_network_spec(tiny_unpaired):
         with pytest.raises(TranslateError, match=rf"t1t2-unit.yaml: model\.networks\.{key}: set by the toolkit") as err:
             _recipe(tiny_unpaired, tiny_unpaired / "unused", override)  # the load-time build check finds it
         assert "\n" not in str(err.value)
+
+
+def test_unit_antialias_encoder_decoder_round_trip_shapes():
+    from translate.models.unit import UNITDecoder, UNITEncoder
+
+    for spatial_dims in (2, 3):
+        enc = UNITEncoder(spatial_dims, out_channels=8, n_blocks=1, antialias=True)
+        dec = UNITDecoder(spatial_dims, in_channels=8, n_blocks=1, antialias=True)
+        x = torch.zeros(1, 1, *(8,) * spatial_dims)
+        assert enc(x).shape == (1, 8, *(2,) * spatial_dims) and dec(enc(x)).shape == x.shape
+        assert not any(isinstance(m, (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)) for m in dec.modules())
+    plain, smooth = UNITEncoder(2, out_channels=8), UNITEncoder(2, out_channels=8, antialias=True)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in smooth.parameters()]

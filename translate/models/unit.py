@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.generators.resnet import ResidualBlock
-from ..nn.layers import check_norm, check_spatial_dims, conv, conv_bias, conv_transpose, norm_layer
+from ..nn.layers import check_norm, check_spatial_dims, conv, conv_bias, downsample_stage, norm_layer, upsample_stage
 from ..nn.layers import final_activation as make_final_activation
 from ..nn.windows import WindowedInput
 from .base import MODELS, Channels, Role, TranslationModel
@@ -42,12 +42,13 @@ class UNITEncoder(nn.Module):
         out_channels: latent channels; the stem has ``out_channels / 2 ** n_downsampling``.
         n_downsampling, n_blocks, n_shared: as above (the paper: 2, 3, 1).
         norm: ``instance`` (default), ``batch`` or ``none``.
+        antialias: blur-pooled downsampling, as :class:`~translate.nn.generators.resnet.ResNetGenerator`'s.
 
     Shape: ``(B, in_channels, *S) -> (B, out_channels, *S / 2 ** n_downsampling)``.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 64, n_downsampling: int = 2,
-                 n_blocks: int = 3, n_shared: int = 1, norm: str = "instance"):
+                 n_blocks: int = 3, n_shared: int = 1, norm: str = "instance", antialias: bool = False):
         super().__init__()
         check_spatial_dims(spatial_dims)
         check_norm(norm)
@@ -58,8 +59,7 @@ class UNITEncoder(nn.Module):
         layers: List[nn.Module] = [conv(spatial_dims, in_channels, width, 7, padding=3, bias=bias, padding_mode="reflect"),
                                    norm_layer(norm, spatial_dims, width), nn.ReLU(inplace=True)]
         for _ in range(n_downsampling):
-            layers += [conv(spatial_dims, width, width * 2, 3, stride=2, padding=1, bias=bias),
-                       norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True)]
+            layers += downsample_stage(spatial_dims, width, width * 2, norm, antialias)
             width *= 2
         layers += [ResidualBlock(spatial_dims, width, norm) for _ in range(n_blocks)]
         self.private = nn.Sequential(*layers)
@@ -75,24 +75,24 @@ class UNITDecoder(nn.Module):
     private ones, ``n_upsampling`` stride-2 transposed convs, 7x7 head and ``final_activation``.
 
     Args:
-        in_channels: latent channels; out_channels: image channels; others as :class:`UNITEncoder`.
+        in_channels: latent channels; out_channels: image channels; others as :class:`UNITEncoder`
+        (``antialias``: linear-resize upsampling instead of transposed convs).
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 64, out_channels: int = 1, n_upsampling: int = 2,
-                 n_blocks: int = 3, n_shared: int = 1, norm: str = "instance", final_activation: str = "tanh"):
+                 n_blocks: int = 3, n_shared: int = 1, norm: str = "instance", final_activation: str = "tanh",
+                 antialias: bool = False):
         super().__init__()
         check_spatial_dims(spatial_dims)
         check_norm(norm)
         if in_channels % (2 ** n_upsampling) or n_blocks < 0 or n_shared < 1 or n_upsampling < 0:
             raise ValueError(f"UNITDecoder: in_channels {in_channels} must be divisible by 2 ** n_upsampling "
                              f"({2 ** n_upsampling}); n_blocks >= 0, n_shared >= 1")
-        bias, width = conv_bias(norm), in_channels
+        width = in_channels
         self.shared = nn.Sequential(*[ResidualBlock(spatial_dims, width, norm) for _ in range(n_shared)])
         layers: List[nn.Module] = [ResidualBlock(spatial_dims, width, norm) for _ in range(n_blocks)]
         for _ in range(n_upsampling):
-            layers += [conv_transpose(spatial_dims, width, width // 2, kernel_size=3, stride=2, padding=1,
-                                      output_padding=1, bias=bias),
-                       norm_layer(norm, spatial_dims, width // 2), nn.ReLU(inplace=True)]
+            layers += upsample_stage(spatial_dims, width, width // 2, norm, antialias)
             width //= 2
         layers += [conv(spatial_dims, width, out_channels, 7, padding=3, bias=True, padding_mode="reflect"),
                    make_final_activation(final_activation)]

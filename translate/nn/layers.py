@@ -120,6 +120,33 @@ def resize_upsample(spatial_dims: int) -> nn.Module:
     return nn.Upsample(scale_factor=2, mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
 
 
+def downsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm: str,
+                     antialias: bool = False) -> list[nn.Module]:
+    """Halve the resolution: a 3x3 stride-2 conv, norm and ReLU (the pix2pix / CycleGAN encoders), or with
+    ``antialias`` a stride-1 reflection-padded conv, norm, ReLU and a [1, 3, 3, 1] :class:`BlurPool`."""
+    bias = conv_bias(norm)
+    if not antialias:
+        return [conv(spatial_dims, in_channels, out_channels, 3, stride=2, padding=1, bias=bias),
+                norm_layer(norm, spatial_dims, out_channels), nn.ReLU(inplace=True)]
+    return [conv(spatial_dims, in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect"),
+            norm_layer(norm, spatial_dims, out_channels), nn.ReLU(inplace=True),
+            BlurPool(spatial_dims, out_channels, kernel_size=4)]
+
+
+def upsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm: str,
+                   antialias: bool = False) -> list[nn.Module]:
+    """Double the resolution: a 3x3 stride-2 transposed conv, norm and ReLU (the reference decoders), or
+    with ``antialias`` a linear 2x resize and a reflection-padded 3x3 conv, norm and ReLU."""
+    bias = conv_bias(norm)
+    if antialias:
+        first = [resize_upsample(spatial_dims),
+                 conv(spatial_dims, in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")]
+    else:
+        first = [conv_transpose(spatial_dims, in_channels, out_channels, kernel_size=3, stride=2, padding=1,
+                                output_padding=1, bias=bias)]
+    return first + [norm_layer(norm, spatial_dims, out_channels), nn.ReLU(inplace=True)]
+
+
 def check_divisible(spatial_shape: Sequence[int], multiple: int, network: str) -> None:
     """Raise ``ValueError`` naming the size and the multiple when a size would not round-trip."""
     bad = [s for s in spatial_shape if s % multiple]

@@ -10,9 +10,9 @@ from typing import List
 
 from torch import Tensor, nn
 
-from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
+from ..layers import check_divisible, check_norm, check_spatial_dims, conv, conv_bias, downsample_stage
 from ..layers import final_activation as make_final_activation
-from ..layers import norm_layer, resize_upsample
+from ..layers import norm_layer, upsample_stage
 from ..registry import GENERATORS
 
 
@@ -79,23 +79,11 @@ class ResNetGenerator(nn.Module):
             norm_layer(norm, spatial_dims, channels), nn.ReLU(inplace=True)]
         width = channels
         for _ in range(n_downsampling):
-            if antialias:
-                layers += [conv(spatial_dims, width, width * 2, 3, padding=1, bias=bias, padding_mode="reflect"),
-                           norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True),
-                           BlurPool(spatial_dims, width * 2, kernel_size=4)]
-            else:
-                layers += [conv(spatial_dims, width, width * 2, 3, stride=2, padding=1, bias=bias),
-                           norm_layer(norm, spatial_dims, width * 2), nn.ReLU(inplace=True)]
+            layers += downsample_stage(spatial_dims, width, width * 2, norm, antialias)
             width *= 2
         layers += [ResidualBlock(spatial_dims, width, norm, dropout) for _ in range(n_blocks)]
         for _ in range(n_downsampling):
-            if antialias:
-                layers += [resize_upsample(spatial_dims),
-                           conv(spatial_dims, width, width // 2, 3, padding=1, bias=bias, padding_mode="reflect")]
-            else:
-                layers += [conv_transpose(spatial_dims, width, width // 2, kernel_size=3, stride=2, padding=1,
-                                          output_padding=1, bias=bias)]
-            layers += [norm_layer(norm, spatial_dims, width // 2), nn.ReLU(inplace=True)]
+            layers += upsample_stage(spatial_dims, width, width // 2, norm, antialias)
             width //= 2
         layers += [conv(spatial_dims, width, out_channels, 7, padding=3, bias=True, padding_mode="reflect"),
                    make_final_activation(final_activation)]
