@@ -113,13 +113,6 @@ class BlurPool(nn.Module):
         return step(x, self.kernel.to(x.dtype), stride=self.stride, groups=self.channels)
 
 
-def resize_upsample(spatial_dims: int) -> nn.Module:
-    """Double the resolution by (bi/tri)linear interpolation, a proper low-pass interpolator; a
-    transposed conv with a kernel not divisible by its stride paints a grid-locked pattern instead
-    (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
-    return nn.Upsample(scale_factor=2, mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
-
-
 def downsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm: str,
                      antialias: bool = False) -> list[nn.Module]:
     """Halve the resolution: a 3x3 stride-2 conv, norm and ReLU (the pix2pix / CycleGAN encoders), or with
@@ -136,10 +129,12 @@ def downsample_stage(spatial_dims: int, in_channels: int, out_channels: int, nor
 def upsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm: str,
                    antialias: bool = False) -> list[nn.Module]:
     """Double the resolution: a 3x3 stride-2 transposed conv, norm and ReLU (the reference decoders), or
-    with ``antialias`` a linear 2x resize and a reflection-padded 3x3 conv, norm and ReLU."""
+    with ``antialias`` a linear 2x resize and a reflection-padded 3x3 conv, norm and ReLU (a transposed conv whose
+    kernel is not divisible by its stride paints a grid-locked pattern: Odena et al., Distill 2016)."""
     bias = conv_bias(norm)
     if antialias:
-        first = [resize_upsample(spatial_dims),
+        linear = "bilinear" if spatial_dims == 2 else "trilinear"
+        first = [nn.Upsample(scale_factor=2, mode=linear, align_corners=False),
                  conv(spatial_dims, in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")]
     else:
         first = [conv_transpose(spatial_dims, in_channels, out_channels, kernel_size=3, stride=2, padding=1,

@@ -72,7 +72,7 @@ class ResNetGenerator(nn.Module):
         check_norm(norm)
         if n_blocks < 0 or n_downsampling < 0 or channels < 1:
             raise ValueError("n_blocks and n_downsampling must be >= 0 and channels >= 1")
-        self.n_downsampling, self.antialias = n_downsampling, bool(antialias)
+        self.n_downsampling = n_downsampling
         bias = conv_bias(norm)
         layers: List[nn.Module] = [
             conv(spatial_dims, in_channels, channels, 7, padding=3, bias=bias, padding_mode="reflect"),
