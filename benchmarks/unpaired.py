@@ -65,6 +65,8 @@ NGF = [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
 #: CycleGAN), inside each source's body mask (outside it the MR's noise has no structure to keep), both directions
 MIND_TERMS = [{"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 5.0},
               {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 5.0}]
+WINDOW_CYCLE = [{"name": "window_pixel", "kind": "l1", "pred": "rec_b", "target": "real_b", "window": [-160, 240],
+                 "weight": 10.0}]
 #: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
 GEOMETRY = [{"name": "geometry", "domain": "both", "weight": 10.0}]
 #: the same term rising from 0 to 10 over the first 3000 steps (at 16 channels the constant weight let both
@@ -93,7 +95,8 @@ PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_s
 UNIT_SHAPE = [{"name": "shape", "weight": 10.0, "num_classes": 10, "pred": "fake_b", "labels": "labels_a",
                "extra_pairs": [["real_b", "labels_b"]]}]
 UNIT_SHAPE_OVERRIDES = ["data.batch_size=1", "data.dataset.labels_key=labels"]
-#: row -> recipe, overrides, generator terms of the recipe to drop (by name), extra generator terms
+#: row -> recipe, overrides, generator terms of the recipe to drop (by name, or "name:pred" for one of several), extra
+#: generator terms
 ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
     "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": []},
@@ -107,6 +110,12 @@ ROWS = {
                         "extra": [*UNIT_SHAPE, *MIND_TERMS]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
+    #: the CT cycle again through the abdomen window (rec_b = dec_b(e_a(fake_a))), last: mr2ct-unit.yaml has it since
+    #: 2026-12-05, so "unit+wcycle" is now "unit" (the name of the records made before the recipe took it)
+    "unit+wcycle": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"],
+                    "drop": ["window_pixel:rec_b"], "extra": WINDOW_CYCLE},
+    "unit+shape+mind+wcycle": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES,
+                               "drop": ["window_pixel:rec_b"], "extra": [*UNIT_SHAPE, *MIND_TERMS, *WINDOW_CYCLE]},
     #: the recipe's own MIND terms replaced by MIND_TERMS at --mind-weight (at 10: the recipe as shipped)
     "cyclegan+shape+mind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "drop": ["mind"],
                             "extra": MIND_TERMS},
@@ -146,8 +155,9 @@ def row_recipe(row: str, data: Path, out_dir: Path, steps: int, sets=(), weights
     if not spec.get("extra") and not spec.get("drop"):
         return recipe
     tree = recipe.model_dump(mode="json")
+    drop = spec.get("drop", ())
     tree["objective"]["generator"] = [term for term in tree["objective"]["generator"]
-                                      if term["name"] not in spec.get("drop", ())]
+                                      if term["name"] not in drop and f"{term['name']}:{term.get('pred')}" not in drop]
     tree["objective"]["generator"] += [with_weights(term, weights or {}) for term in spec.get("extra", [])]
     return load_recipe(tree=tree, check_paths=check_paths)
 
@@ -225,6 +235,8 @@ def main() -> None:
                         "cyclegan+geometry rows (the -warmup rows reach it at step 3000)")
     parser.add_argument("--mind-weight", type=float, default=5.0, help="weight of each MIND term of the "
                         "rows with '+mind' (one term per direction)")
+    parser.add_argument("--ngf-weight", type=float, default=1.0, help="weight of each NGF term of the rows with "
+                        "'+ngf' (one term per direction)")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -256,7 +268,8 @@ def main() -> None:
             predictions = BASELINES[row][1](args.data, split, out_dir)
         else:
             recipe = row_recipe(row, args.data, out_dir, args.steps, args.set,
-                                {"geometry": args.geometry_weight, "mind": args.mind_weight})
+                                {"geometry": args.geometry_weight, "mind": args.mind_weight,
+                                 "ngf": args.ngf_weight})
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)
