@@ -109,6 +109,8 @@ ROWS = {
     "unit+shape+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": UNIT_SHAPE_OVERRIDES,
                         "extra": [*UNIT_SHAPE, *MIND_TERMS]},
     "cyclegan+ngf": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": NGF},
+    #: the gradient recipe as shipped: the same objective as `cyclegan+ngf --ngf-weight 3`
+    "cyclegan-ngf": {"recipe": "recipes/mr2ct-cyclegan-ngf.yaml", "overrides": []},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
     #: the CT cycle again through the abdomen window (rec_b = dec_b(e_a(fake_a))), last: mr2ct-unit.yaml has it since
     #: 2026-12-05, so "unit+wcycle" is now "unit" (the name of the records made before the recipe took it)

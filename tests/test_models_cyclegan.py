@@ -97,6 +97,7 @@ def test_pool_and_training_resume_exactly(tiny_unpaired, tmp_path):
 @pytest.mark.parametrize("name, extra", [
     ("mr2ct-cyclegan.yaml", TINY_2D),
     ("mr2ct-cyclegan-shape.yaml", TINY_2D),
+    ("mr2ct-cyclegan-ngf.yaml", TINY_2D),
     ("mr2ct-cyclegan-3d.yaml", TINY_3D),
 ])
 def test_recipes_train_two_steps_and_translate_both_ways(name, extra, tiny_unpaired, tmp_path):
@@ -105,6 +106,8 @@ def test_recipes_train_two_steps_and_translate_both_ways(name, extra, tiny_unpai
     assert summary["step"] == 2 and all(np.isfinite(v) for v in summary["losses"].values())
     if "shape" in name:
         assert "g_shape" in summary["losses"]
+    if "ngf" in name:
+        assert {"g_ngf", "g_ngf_2"} <= set(summary["losses"])
     assert any("val_mae_hu" in line for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines())
     subject = tiny_unpaired / json.loads((tiny_unpaired / "split.json").read_text())["test"][0]
     checkpoint = tmp_path / "run/checkpoints/last.pt"
