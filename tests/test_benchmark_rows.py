@@ -45,3 +45,18 @@ def test_shape_rows_with_and_without_the_recipes_mind_terms(tmp_path):
     assert [t["weight"] for t in generator_terms("cyclegan+shape+mind", 3.0) if t["name"] == "mind"] == [3.0, 3.0]
     assert generator_terms("cyclegan+shape-nomind") == [t for t in shipped if t["name"] != "mind"]
     assert "mind" not in [t["name"] for t in generator_terms("cyclegan+shape+geometry-warmup")]
+
+
+def test_rows_that_name_a_shipped_recipe_have_its_objective(tmp_path):
+    def terms(row, weights=None):
+        return unpaired.row_recipe(row, tmp_path, tmp_path / row, 8, [], weights or {},
+                                   check_paths=False).model_dump(mode="json")["objective"]
+
+    # the gradient recipe is plain CycleGAN plus NGF at weight 3, in the row's order
+    assert terms("cyclegan-ngf") == terms("cyclegan+ngf", {"ngf": 3.0}) != terms("cyclegan+ngf")
+    # UNIT's recipe took the windowed cycle: the records' "unit+wcycle" is now "unit", not a doubled term
+    assert terms("unit+wcycle") == terms("unit")
+    windows = [t["pred"] for t in terms("unit")["generator"] if t["name"] == "window_pixel"]
+    assert windows == ["recon_b", "rec_b"]  # "window_pixel:rec_b" dropped one of the two, then added it last
+    shaped = [t["name"] for t in terms("unit+shape+mind+wcycle", {"mind": 10.0})["generator"]]
+    assert shaped[-4:] == ["shape", "mind", "mind", "window_pixel"]
