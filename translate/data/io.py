@@ -250,6 +250,46 @@ def _check_metaimage_file(path: Path, what: str) -> None:
         raise TranslateError(f"{bad} (ElementDataFile {data_file!r}; expected LOCAL in a .mha); {_EXPECTED}")
     if suffix == ".mhd" and data_file != "LOCAL" and not (path.parent / data_file).is_file():
         raise TranslateError(f"{what} {path}: its data file {data_file!r} (ElementDataFile) is not beside it")
+    if fields.get("CompressedData", "").lower() == "true":
+        source, offset = (path, end + 1) if data_file == "LOCAL" else (path.parent / data_file, 0)
+        item = _MET_BYTES.get(fields["ElementType"])
+        channels = fields.get("ElementNumberOfChannels", "1")
+        expected = (int(np.prod(sizes, dtype=object)) * item * int(channels)) if item and channels.isdigit() else None
+        problem = _inflate_problem(source, offset, expected)
+        if problem:
+            raise TranslateError(f"cannot read {what} {path}: damaged MetaImage compressed data ({problem}); "
+                                 f"{_EXPECTED}")
+
+
+#: bytes per element of MetaIO's scalar types (MET_ValueTypeSize)
+_MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+              "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+              "MET_DOUBLE": 8}
+
+
+def _inflate_problem(path: Path, offset: int, expected: int | None) -> str | None:
+    """Why the zlib stream stored from ``offset`` does not inflate to ``expected`` bytes, or ``None``.
+
+    ITK's MetaIO loops forever on some damaged streams (ITK 5.4), so a compressed MetaImage is
+    inflated here first, in chunks, stopping as soon as it holds more than it should."""
+    total, inflater = 0, zlib.decompressobj(wbits=47)  # zlib or gzip header, as MetaIO accepts
+    limit = expected if expected is not None else 1 << 40
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        try:
+            while not inflater.eof and (chunk := stream.read(1 << 20)):
+                while chunk and not inflater.eof:
+                    total += len(inflater.decompress(chunk, (1 << 24)))
+                    chunk = inflater.unconsumed_tail
+                    if total > limit:
+                        return f"it inflates to more than the {expected} bytes DimSize and ElementType give"
+        except zlib.error as err:
+            return str(err)
+    if not inflater.eof:
+        return "the stream is cut short"
+    if expected is not None and total != expected:
+        return f"it inflates to {total} bytes; DimSize and ElementType give {expected}"
+    return None
 
 
 def _count_nonfinite(path: Path, gz: bool, offset: int, count: int, dtype: np.dtype) -> int:
