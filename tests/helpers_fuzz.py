@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import io
 import json
+import locale
 import os
 import random
 import select
@@ -78,7 +79,11 @@ def write_dicom_series(image, folder: Path) -> List[Path]:
             plane.SetMetaData(key, value)
         path = folder / f"{k:03d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(plane)
+        ctype = locale.setlocale(locale.LC_CTYPE)
+        try:
+            writer.Execute(plane)
+        finally:  # GDCM leaves LC_CTYPE at "C" after writing a DS tag: later text I/O would be ASCII
+            locale.setlocale(locale.LC_CTYPE, ctype)
         files.append(path)
     return files
 

@@ -107,7 +107,7 @@ def test_pipeline_end_to_end_on_a_tiny_configuration(tiny_phantom, tmp_path):
     assert set(results["fid_ranks_like_dice"]["segmenter"]["order_by_fid"]) == {"spade", "dcgan"}
     written = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert written["rows"][0]["training_data"] == "real"
-    table = (tmp_path / "bench" / "results.md").read_text()
+    table = (tmp_path / "bench" / "results.md").read_text(encoding="utf-8")
     assert "| training data | generator | FID (segmenter) | KID (segmenter) | Dice | HD95 (mm) |" in table
     png = tmp_path / "bench" / "fid_vs_dice.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 100_000

@@ -236,7 +236,7 @@ def data_slabs(image: Path = typer.Argument(..., help="the image volume, e.g. a 
     legend = None
     if names is not None:
         try:
-            table = json.loads(Path(names).read_text())
+            table = json.loads(Path(names).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise TranslateError(f"--names {names}: cannot read JSON ({err})") from None
         table = table.get("total", table) if isinstance(table, dict) else {}

@@ -83,7 +83,7 @@ class RunLogger:
         if not path.is_file():
             return
         kept = []
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 if json.loads(line).get("step", 0) <= start:
                     kept.append(line)

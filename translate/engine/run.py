@@ -30,7 +30,7 @@ def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
     stored_path = out_dir / "recipe.yaml"
     if not stored_path.is_file():
         return
-    stored = yaml.safe_load(stored_path.read_text()) or {}
+    stored = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
     current = recipe_to_dict(recipe)
     for tree in (stored, current):  # keys that change what happens after a fault, never a result
         if isinstance(tree, dict) and isinstance(tree.get("trainer"), dict):

@@ -168,7 +168,7 @@ def merged_root(real: Path, synthetic: Path, out: Path, mix: str = "concat") -> 
                 os.symlink(Path(source, subject).resolve(), link)
     train = [name for name, _ in real_names] + [f"synthetic_{s}" for s in synthetic_ids]
     text = json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n"
-    if not (out / "split.json").is_file() or (out / "split.json").read_text() != text:  # unchanged: keep its time
+    if not (out / "split.json").is_file() or (out / "split.json").read_text(encoding="utf-8") != text:  # unchanged: keep its time
         write_text_atomic(out / "split.json", text)
     return out
 
@@ -212,7 +212,7 @@ def augmented_root(real: Path, out: Path, copies: int, image_key: str, labels_ke
     text = json.dumps({"train": train, "val": [], "test": []}, indent=2) + "\n"
     recipe = json.dumps({"augmented_copies": copies, "seed": seed, "transforms": list(transforms)}, indent=2) + "\n"
     split, made = out / "split.json", out / "augmentation.json"
-    if (split.is_file() and split.read_text() == text and made.is_file() and made.read_text() == recipe
+    if (split.is_file() and split.read_text(encoding="utf-8") == text and made.is_file() and made.read_text(encoding="utf-8") == recipe
             and _newer(split, Path(real) / "split.json")):
         return out
     if split.is_file():
@@ -472,7 +472,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
         return Path(summary["checkpoint"])
 
     # 1-3: generators and their samples
-    train_ids = json.loads((data_root / "split.json").read_text())["train"]
+    train_ids = json.loads((data_root / "split.json").read_text(encoding="utf-8"))["train"]
     synthetic: Dict[str, Path] = {}
     generator_steps: Dict[str, int] = {}
     for g in generators:
@@ -482,7 +482,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
         root = out_dir / "synthetic" / g.label
         stamp = json.dumps({"n_samples": budget.n_samples, "seed": seed})
         if (not (root / "split.json").is_file() or not _newer(root / "split.json", checkpoint)
-                or not (root / "samples.json").is_file() or (root / "samples.json").read_text() != stamp):
+                or not (root / "samples.json").is_file() or (root / "samples.json").read_text(encoding="utf-8") != stamp):
             if root.exists():
                 import shutil
 
@@ -513,7 +513,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
     if structures is None:
         values = build_intensity(seg.data.domains["b"].intensity).values
         names_file = data_root / "labels.json"
-        names = json.loads(names_file.read_text()) if names_file.is_file() else {}
+        names = json.loads(names_file.read_text(encoding="utf-8")) if names_file.is_file() else {}
         structures = {int(v): names.get(str(v), f"label_{v}") for v in values[1:]}
     seg_base = [*segmenter_overrides, f"data.batch_size={budget.batch_size}"]
     runs: List[Dict[str, Any]] = [
@@ -569,7 +569,7 @@ def run_pipeline(generators: Sequence[Generator], out_dir: Path, *, data_root: O
 
         real = extract(extractor, real_images, device=device)
         for g in generators:
-            ids = json.loads((synthetic[g.label] / "split.json").read_text())["train"]
+            ids = json.loads((synthetic[g.label] / "split.json").read_text(encoding="utf-8"))["train"]
             fake = extract(extractor, slices_of(synthetic[g.label], ids, image_key, image_spec), device=device)
             kid, kid_std = kernel_inception_distance(real["features"], fake["features"], seed=seed)
             entry = {f"fid_{name}": frechet_distance(real["features"], fake["features"]),
