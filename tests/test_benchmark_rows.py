@@ -54,6 +54,7 @@ def test_rows_that_name_a_shipped_recipe_have_its_objective(tmp_path):
 
     # the gradient recipe is plain CycleGAN plus NGF at weight 3, in the row's order
     assert terms("cyclegan-ngf") == terms("cyclegan+ngf", {"ngf": 3.0}) != terms("cyclegan+ngf")
+    assert terms("unit-ngf") == terms("unit+ngf", {"ngf": 3.0}) != terms("unit+ngf")
     # UNIT's recipe took the windowed cycle: the records' "unit+wcycle" is now "unit", not a doubled term
     assert terms("unit+wcycle") == terms("unit")
     windows = [t["pred"] for t in terms("unit")["generator"] if t["name"] == "window_pixel"]

@@ -93,6 +93,29 @@ def test_unit_trains_and_translates_both_ways(dims, tiny_unpaired, tmp_path):
         assert np.isfinite(sitk.GetArrayFromImage(written)).all()
 
 
+@pytest.mark.parametrize("name", ["mr2ct-unit.yaml", "mr2ct-unit-ngf.yaml"])
+def test_mr2ct_recipes_train_two_steps_and_keep_geometry_and_hu(name, tiny_unpaired, tmp_path):
+    recipe = load_recipe(REPO / "recipes" / name, [f"data.root={tiny_unpaired}", f"trainer.out_dir={tmp_path / 'run'}",
+                                                   "trainer.steps=2", "trainer.val_every=2", "trainer.device=cpu", *TINY])
+    summary = fit_recipe(recipe, show_progress=False, announce=lambda _: None)
+    assert summary["step"] == 2 and all(np.isfinite(v) for v in summary["losses"].values())
+    assert ({"g_ngf", "g_ngf_2"} <= set(summary["losses"])) == ("ngf" in name)
+    subject = tiny_unpaired / json.loads((tiny_unpaired / "split.json").read_text())["test"][0]
+    for direction, source in (("a2b", "mr"), ("b2a", "ct")):
+        out = tmp_path / f"{direction}.nii.gz"
+        infer_volume(tmp_path / "run/checkpoints/last.pt", subject / f"{source}.nii.gz", out, direction=direction,
+                     progress=False)
+        reference, written = read_volume(subject / f"{source}.nii.gz"), read_volume(out)
+        assert written.GetSize() == reference.GetSize() and written.GetOrigin() == pytest.approx(reference.GetOrigin())
+        assert written.GetSpacing() == pytest.approx(reference.GetSpacing())
+        assert written.GetDirection() == pytest.approx(reference.GetDirection())
+        values = sitk.GetArrayFromImage(written)
+        if direction == "a2b":  # CT in HU, int16, inside the CT domain's window
+            assert written.GetPixelID() == sitk.sitkInt16 and values.min() >= -1024 and values.max() <= 2000
+        else:
+            assert written.GetPixelID() == sitk.sitkFloat32 and np.isfinite(values).all()
+
+
 def test_kl_mean_reduction_and_bad_latent_option(tiny_unpaired):
     mu = torch.full((2, 4, 3, 3), 2.0)
     assert kl_divergence(mu, torch.zeros_like(mu), "mean").item() == pytest.approx(2.0)  # 0.5 * mean(mu^2)
