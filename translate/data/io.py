@@ -255,7 +255,17 @@ def _check_metaimage_file(path: Path, what: str) -> None:
         item = _MET_BYTES.get(fields["ElementType"])
         channels = fields.get("ElementNumberOfChannels", "1")
         expected = (int(np.prod(sizes, dtype=object)) * item * int(channels)) if item and channels.isdigit() else None
-        problem = _inflate_problem(source, offset, expected)
+        # ITK 5.4's MetaIO loops forever on some damaged streams (one asking for a preset dictionary): inflate here first
+        with open(source, "rb") as stream:
+            stream.seek(offset)
+            try:
+                total = _inflated_length(stream, wbits=47, stop_above=expected)  # zlib or gzip header, as MetaIO
+                problem = ("the stream is cut short" if total is None else
+                           None if expected is None or total == expected else
+                           f"it inflates to {'more than ' + str(expected) if total > expected else total} bytes; "
+                           f"DimSize and ElementType give {expected}")
+            except zlib.error as err:
+                problem = str(err)
         if problem:
             raise TranslateError(f"cannot read {what} {path}: damaged MetaImage compressed data ({problem}); "
                                  f"{_EXPECTED}")
@@ -265,31 +275,6 @@ def _check_metaimage_file(path: Path, what: str) -> None:
 _MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
               "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
               "MET_DOUBLE": 8}
-
-
-def _inflate_problem(path: Path, offset: int, expected: int | None) -> str | None:
-    """Why the zlib stream stored from ``offset`` does not inflate to ``expected`` bytes, or ``None``.
-
-    ITK's MetaIO loops forever on some damaged streams (ITK 5.4), so a compressed MetaImage is
-    inflated here first, in chunks, stopping as soon as it holds more than it should."""
-    total, inflater = 0, zlib.decompressobj(wbits=47)  # zlib or gzip header, as MetaIO accepts
-    limit = expected if expected is not None else 1 << 40
-    with open(path, "rb") as stream:
-        stream.seek(offset)
-        try:
-            while not inflater.eof and (chunk := stream.read(1 << 20)):
-                while chunk and not inflater.eof:
-                    total += len(inflater.decompress(chunk, (1 << 24)))
-                    chunk = inflater.unconsumed_tail
-                    if total > limit:
-                        return f"it inflates to more than the {expected} bytes DimSize and ElementType give"
-        except zlib.error as err:
-            return str(err)
-    if not inflater.eof:
-        return "the stream is cut short"
-    if expected is not None and total != expected:
-        return f"it inflates to {total} bytes; DimSize and ElementType give {expected}"
-    return None
 
 
 def _count_nonfinite(path: Path, gz: bool, offset: int, count: int, dtype: np.dtype) -> int:
@@ -314,14 +299,27 @@ def _gzip_length(path: Path, expected: int) -> int | None:
         if int.from_bytes(stream.read(4), "little") == expected % 2**32:
             return expected
         stream.seek(0)
-        total, inflater = 0, zlib.decompressobj(wbits=31)
-        while chunk := stream.read(1 << 20):
-            while chunk:
-                total += len(inflater.decompress(chunk))
-                chunk = inflater.unused_data
-                if inflater.eof and chunk:  # another gzip member follows
-                    inflater = zlib.decompressobj(wbits=31)
-        return total if inflater.eof else None
+        return _inflated_length(stream, wbits=31, members=True)
+
+
+def _inflated_length(stream, wbits: int, members: bool = False, stop_above: int | None = None) -> int | None:
+    """Bytes a deflate stream inflates to, from the stream's position, ``None`` when it is cut short.
+
+    Read in chunks and inflated at most 16 MiB at a time, so memory stays bounded; ``members``: gzip
+    members may follow one another; ``stop_above``: stop (returning the count so far) once the count
+    exceeds it. Raises ``zlib.error`` on a damaged stream."""
+    total, inflater = 0, zlib.decompressobj(wbits=wbits)
+    while chunk := stream.read(1 << 20):
+        while chunk:
+            total += len(inflater.decompress(chunk, 1 << 24))
+            if stop_above is not None and total > stop_above:
+                return total
+            chunk = inflater.unconsumed_tail or inflater.unused_data
+            if inflater.eof:
+                if not (members and chunk):
+                    return total
+                inflater = zlib.decompressobj(wbits=wbits)  # another gzip member follows
+    return total if inflater.eof else None
 
 
 def _check_volume(image: sitk.Image, path: Path, what: str) -> None:
