@@ -113,7 +113,7 @@ ROWS = {
     "cyclegan-ngf": {"recipe": "recipes/mr2ct-cyclegan-ngf.yaml", "overrides": []},
     "unit+mind": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": MIND_TERMS},
     "unit+ngf": {"recipe": "recipes/mr2ct-unit.yaml", "overrides": ["data.batch_size=1"], "extra": NGF},
-    #: UNIT's gradient recipe as shipped: the same objective as `unit+ngf --ngf-weight 3`
+    #: UNIT's gradient recipe as shipped: the same objective as `unit+ngf --ngf-weight 5` (and 9000 steps)
     "unit-ngf": {"recipe": "recipes/mr2ct-unit-ngf.yaml", "overrides": ["data.batch_size=1"]},
     #: the CT cycle again through the abdomen window (rec_b = dec_b(e_a(fake_a))), last: mr2ct-unit.yaml has it since
     #: 2026-12-05, so "unit+wcycle" is now "unit" (the name of the records made before the recipe took it)

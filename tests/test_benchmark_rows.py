@@ -52,9 +52,9 @@ def test_rows_that_name_a_shipped_recipe_have_its_objective(tmp_path):
         return unpaired.row_recipe(row, tmp_path, tmp_path / row, 8, [], weights or {},
                                    check_paths=False).model_dump(mode="json")["objective"]
 
-    # the gradient recipe is plain CycleGAN plus NGF at weight 3, in the row's order
+    # the gradient recipes are plain CycleGAN plus NGF at weight 3 and UNIT plus NGF at weight 5, in the row's order
     assert terms("cyclegan-ngf") == terms("cyclegan+ngf", {"ngf": 3.0}) != terms("cyclegan+ngf")
-    assert terms("unit-ngf") == terms("unit+ngf", {"ngf": 3.0}) != terms("unit+ngf")
+    assert terms("unit-ngf") == terms("unit+ngf", {"ngf": 5.0}) != terms("unit+ngf")
     # UNIT's recipe took the windowed cycle: the records' "unit+wcycle" is now "unit", not a doubled term
     assert terms("unit+wcycle") == terms("unit")
     windows = [t["pred"] for t in terms("unit")["generator"] if t["name"] == "window_pixel"]
