@@ -155,6 +155,28 @@ def test_truncated_uncompressed_nifti_is_refused(tmp_path):
     assert_one_line_error(excinfo, "cut.nii", "truncated")
 
 
+def test_inflated_length_counts_every_gzip_member_wherever_the_reads_split():
+    import gzip
+    import io
+
+    from translate.data.io import _inflated_length
+
+    class Reads(io.BytesIO):  # hands out the given pieces, one per read, whatever size is asked
+        def __init__(self, pieces):
+            super().__init__()
+            self.pieces = list(pieces)
+
+        def read(self, size=-1):
+            return self.pieces.pop(0) if self.pieces else b""
+
+    first, second = gzip.compress(b"a" * 5000), gzip.compress(b"b" * 3000)
+    # a member ending exactly where a read ends, one split inside a read, and both in one read
+    for pieces in ([first, second], [first[:10], first[10:] + second[:7], second[7:]], [first + second]):
+        assert _inflated_length(Reads(pieces), wbits=31, members=True) == 8000
+    assert _inflated_length(Reads([first, second]), wbits=31) == 5000  # one stream: what follows is not counted
+    assert _inflated_length(Reads([first, second[:-9]]), wbits=31, members=True) is None  # second member cut short
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(TranslateError) as excinfo:
         read_volume(tmp_path / "missing.nii.gz", what="source MR")

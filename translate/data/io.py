@@ -311,14 +311,14 @@ def _inflated_length(stream, wbits: int, members: bool = False, stop_above: int 
     total, inflater = 0, zlib.decompressobj(wbits=wbits)
     while chunk := stream.read(1 << 20):
         while chunk:
+            if inflater.eof:  # another gzip member follows (in this read or the next)
+                inflater = zlib.decompressobj(wbits=wbits)
             total += len(inflater.decompress(chunk, 1 << 24))
             if stop_above is not None and total > stop_above:
                 return total
             chunk = inflater.unconsumed_tail or inflater.unused_data
-            if inflater.eof:
-                if not (members and chunk):
-                    return total
-                inflater = zlib.decompressobj(wbits=wbits)  # another gzip member follows
+            if inflater.eof and not members:
+                return total
     return total if inflater.eof else None
 
 
