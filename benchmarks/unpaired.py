@@ -80,6 +80,10 @@ PAPER_CYCLEGAN = ["model.networks.g_ab={name: resnet, channels: 64, n_blocks: 9,
                   f"model.networks.g_ba={{name: resnet, channels: 64, n_blocks: 9, norm: instance, {CT_WINDOW}}}",
                   "model.networks.d_a={name: patchgan, channels: 64, n_layers: 3, norm: instance}",
                   f"model.networks.d_b={{name: patchgan, channels: 64, n_layers: 3, norm: instance, {CT_WINDOW}}}"]
+#: recipes/mr2ct-cyclegan.yaml's generators (16 channels, one stride-2 stage) in the 3D recipe
+WIDE_3D = ["model.networks.g_ab={name: resnet, channels: 16, n_blocks: 6, n_downsampling: 1, norm: instance}",
+           f"model.networks.g_ba={{name: resnet, channels: 16, n_blocks: 6, n_downsampling: 1, norm: instance, "
+           f"{CT_WINDOW}}}"]
 _ENC, _DEC = "name: translate.models.unit.UNITEncoder", "name: translate.models.unit.UNITDecoder"
 PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
               f"model.networks.e_b={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming, "
@@ -131,6 +135,8 @@ ROWS = {
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
                                        "drop": ["mind"], "extra": GEOMETRY_WARMUP},
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
+    #: the 3D recipe with the 2D recipe's generators (16 channels, one stride-2 stage), critics as shipped
+    "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
@@ -338,7 +344,10 @@ def markdown(record: dict) -> str:
     for row in ordered + [row for row in record["results"] if row not in ordered]:  # baselines and paired first
         r = record["results"][row]
         budget = record["steps"].get(row)
-        budget = f"{budget['steps']} × {budget['batch_size']}" if budget else "fitted on pairs"
+        stopped = budget and budget.get("checkpoint", "last.pt") == "last.pt" and \
+            budget.get("checkpoint_step", budget["steps"]) < budget["steps"]  # stopped early, scored as it stood
+        budget = (f"{budget['checkpoint_step']} of {budget['steps']} × {budget['batch_size']}" if stopped
+                  else f"{budget['steps']} × {budget['batch_size']}" if budget else "fitted on pairs")
         cells = [f"{r[k][0]:.1f} ± {r[k][1]:.1f}" for k in ("mae_hu",)] + [f"{r['psnr'][0]:.2f}", f"{r['ssim'][0]:.3f}"]
         cells += [f"{100 * r[k][0]:.1f}" for k in RATE_NAMES]
         lines.append(f"| {row} | {budget} | {' | '.join(cells)} | {record['seconds'][row]:.0f} |")

@@ -61,3 +61,31 @@ def test_rows_that_name_a_shipped_recipe_have_its_objective(tmp_path):
     assert windows == ["recon_b", "rec_b"]  # "window_pixel:rec_b" dropped one of the two, then added it last
     shaped = [t["name"] for t in terms("unit+shape+mind+wcycle", {"mind": 10.0})["generator"]]
     assert shaped[-4:] == ["shape", "mind", "mind", "window_pixel"]
+
+
+def test_wide_3d_row_has_the_2d_recipes_generators(tmp_path):
+    recipe = unpaired.row_recipe("cyclegan-3d-wide", tmp_path / "data", tmp_path / "w", 8, check_paths=False)
+    shipped = unpaired.row_recipe("cyclegan-3d", tmp_path / "data", tmp_path / "s", 8, check_paths=False)
+    assert recipe.model.spatial_dims == 3
+    for role in ("g_ab", "g_ba"):
+        spec = recipe.model.networks[role].model_dump()
+        assert (spec["channels"], spec["n_downsampling"]) == (16, 1)
+    assert recipe.model.networks["d_b"] == shipped.model.networks["d_b"]
+    assert recipe.objective == shipped.objective
+
+
+def _record(steps: dict) -> dict:
+    scores = {k: (0.1, 0.0) for k in unpaired.KEYS}
+    return {"test_subjects": ["s"], "machine": {"description": "m"}, "command": "c", "results": {"r": scores},
+            "seconds": {"r": 1.0}, "steps": {"r": steps}}
+
+
+def test_markdown_says_where_a_stopped_row_stood():
+    stopped = unpaired.markdown(_record({"steps": 4000, "batch_size": 2, "checkpoint": "last.pt",
+                                         "checkpoint_step": 2712}))
+    assert "| r | 2712 of 4000 × 2 |" in stopped
+    finished = unpaired.markdown(_record({"steps": 4000, "batch_size": 2, "checkpoint": "last.pt",
+                                          "checkpoint_step": 4000}))
+    assert "| r | 4000 × 2 |" in finished
+    best = unpaired.markdown(_record({"steps": 4000, "batch_size": 2, "checkpoint": "best.pt", "checkpoint_step": 3000}))
+    assert "| r | 4000 × 2 |" in best  # best.pt is an earlier step by design, not a stop
