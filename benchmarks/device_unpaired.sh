@@ -12,11 +12,19 @@
 # names the parts, the merged record and the work folder of this run (unpaired_<TAG>...), so a second run does not
 # merge the first run's parts; SPEED=0 skips the speed measurement; REQUIRE_GPU=0 lets it run on a CPU (a check);
 # SET (one KEY=VALUE) is a recipe override for every row, e.g. SET=data.num_workers=2.
-# Python: the machine's python3 with the packages of pyproject.toml importable (PYTHONPATH); run from the repo root.
+# Python: the machine's python3 with the packages of pyproject.toml importable (PYTHONPATH), or carried as wheels
+# (benchmarks/device_wheels.sh; `carry: [".whl"]`), which this installs into /tmp/site; run from the repo root.
 set -u
 logs=$1; steps=$2; shift 2
 mkdir -p "$logs" benchmarks/results/parts
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+wheels=${DEVICE_WHEELS:-.whl}  # the packages the device image lacks (benchmarks/device_wheels.sh), when carried
+if [ -d "$wheels" ]; then
+  mkdir -p /tmp/site
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$wheels"/*.whl || exit 1
+  for t in "$wheels"/*.tar.xz; do [ -e "$t" ] && { tar xJf "$t" -C /tmp/site || exit 1; }; done
+  export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 [ "${REQUIRE_GPU:-1}" = 0 ] || python3 -c "import torch; assert torch.cuda.is_available(), 'no GPU'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 # the data first, once: the row processes would otherwise each write it
 python3 -c "from translate.data.phantom import write_phantom; write_phantom('data/phantom-unpaired', subjects=40, seed=0, unpaired=True)" || exit 1
