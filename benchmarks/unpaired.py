@@ -137,11 +137,14 @@ ROWS = {
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
     #: the 3D recipe with the 2D recipe's generators (16 channels, one stride-2 stage), critics as shipped
     "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D},
+    #: the 3D recipe with the 2D rows' structure terms (NGF at --ngf-weight, MIND at --mind-weight, both directions)
+    "cyclegan-3d+ngf": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": NGF},
+    "cyclegan-3d+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": MIND_TERMS},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
                                                     *(PAPER_UNIT if row.startswith("unit") else PAPER_CYCLEGAN)]}
-             for row, spec in list(ROWS.items()) if row != "pix2pix" and not row.endswith("-3d")})
+             for row, spec in list(ROWS.items()) if row != "pix2pix" and "-3d" not in row})
 KEYS = ("mae_hu", "psnr", "ssim", "mae_air", "mae_soft", "mae_bone", *RATE_NAMES)
 
 

@@ -74,6 +74,18 @@ def test_wide_3d_row_has_the_2d_recipes_generators(tmp_path):
     assert recipe.objective == shipped.objective
 
 
+def test_3d_rows_with_structure_terms(tmp_path):
+    shipped = unpaired.row_recipe("cyclegan-3d", tmp_path / "data", tmp_path / "s", 8, check_paths=False)
+    for row, name in (("cyclegan-3d+ngf", "ngf"), ("cyclegan-3d+mind", "mind")):
+        recipe = unpaired.row_recipe(row, tmp_path / "data", tmp_path / row, 8, weights={name: 3.0},
+                                     check_paths=False)
+        assert recipe.model == shipped.model and recipe.data == shipped.data
+        added = recipe.objective.generator[len(shipped.objective.generator):]
+        assert [(t["name"], t["weight"]) for t in added] == [(name, 3.0), (name, 3.0)]
+    # the papers' 2D network sizes are never grafted onto a 3D row
+    assert not [row for row in unpaired.ROWS if "-3d" in row and row.endswith("-paper")]
+
+
 def _record(steps: dict) -> dict:
     scores = {k: (0.1, 0.0) for k in unpaired.KEYS}
     return {"test_subjects": ["s"], "machine": {"description": "m"}, "command": "c", "results": {"r": scores},
