@@ -18,7 +18,9 @@ Further rows: ``cyclegan+ngf`` (gradient consistency by normalised gradient fiel
 ``cyclegan+mind``, ``cyclegan+shape+mind``, ``cyclegan+ngf+mind``, ``unit+mind`` and ``unit+shape+mind``
 (structure consistency by MIND descriptors, Yang et al. 2018; ``--mind-weight``),
 ``cyclegan+geometry`` (flip consistency, GcGAN),
-``cyclegan-3d`` (3D patches, sliding-window inference) and ``<row>-paper`` (the papers' network sizes,
+``cyclegan-3d`` (3D patches, sliding-window inference; ``cyclegan-3d-resnet``: the 3D recipe until 2026-12-06,
+with ResNet generators and without the silhouette term, and its variants ``-wide``, ``+ngf``, ``+mind``,
+``+silhouette``; ``cyclegan-3d-unet``, ``-unet+shape``, ``-unet+silhouette+mind``) and ``<row>-paper`` (the papers' network sizes,
 for a GPU: ``benchmarks/device_unpaired.sh`` trains several side by side and merges their records
 with ``--merge``).
 
@@ -84,6 +86,15 @@ PAPER_CYCLEGAN = ["model.networks.g_ab={name: resnet, channels: 64, n_blocks: 9,
 WIDE_3D = ["model.networks.g_ab={name: resnet, channels: 16, n_blocks: 6, n_downsampling: 1, norm: instance}",
            f"model.networks.g_ba={{name: resnet, channels: 16, n_blocks: 6, n_downsampling: 1, norm: instance, "
            f"{CT_WINDOW}}}"]
+#: the 3D recipe's generators until 2026-12-06 (ResNet, 8 channels, 6 blocks, two stride-2 stages)
+RESNET_3D = ["model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
+             f"model.networks.g_ba={{name: resnet, channels: 8, n_blocks: 6, norm: instance, {CT_WINDOW}}}"]
+#: the shape term in 3D (Zhang et al. 2018 is 3D): a 3D segmentor (MONAI UNet 8-16-32-64) learns the phantom's labels
+#: from real CT patches and must find the MR's labels in fake_b
+SHAPE_3D = [{"name": "shape", "weight": 10.0, "num_classes": 10, "spatial_dims": 3, "pred": "fake_b",
+             "labels": "labels_a", "extra_pairs": [["real_b", "labels_b"]],
+             "segmentor_kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 10,
+                                  "channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}]
 _ENC, _DEC = "name: translate.models.unit.UNITEncoder", "name: translate.models.unit.UNITDecoder"
 PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
               f"model.networks.e_b={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming, "
@@ -134,12 +145,29 @@ ROWS = {
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
                                        "drop": ["mind"], "extra": GEOMETRY_WARMUP},
+    #: the 3D recipe as shipped: U-Net generators and the silhouette term since 2026-12-06
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
-    #: the 3D recipe with the 2D recipe's generators (16 channels, one stride-2 stage), critics as shipped
-    "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D},
-    #: the 3D recipe with the 2D rows' structure terms (NGF at --ngf-weight, MIND at --mind-weight, both directions)
-    "cyclegan-3d+ngf": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": NGF},
-    "cyclegan-3d+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": MIND_TERMS},
+    #: the 3D recipe until 2026-12-06 (ResNet generators, 8 channels, 6 blocks; no silhouette term)
+    "cyclegan-3d-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"]},
+    #: that recipe with the 2D recipe's generators (16 channels, one stride-2 stage), critics as shipped
+    "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D, "drop": ["silhouette"]},
+    #: the ResNet recipe with the 2D rows' structure terms (NGF at --ngf-weight, MIND at --mind-weight, both directions)
+    "cyclegan-3d+ngf": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"],
+                        "extra": NGF},
+    "cyclegan-3d+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"],
+                         "extra": MIND_TERMS},
+    #: the ResNet generators with the shipped recipe's silhouette term
+    "cyclegan-3d+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D},
+    #: U-Net generators without the silhouette term (run as `--rows cyclegan-3d --set <U-Net generators>` before
+    #: the recipe took them)
+    "cyclegan-3d-unet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["silhouette"]},
+    #: the name of the records made before the recipe took U-Net generators and the silhouette term: the recipe now
+    "cyclegan-3d-unet+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},
+    "cyclegan-3d-unet+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
+                               "overrides": ["data.dataset.labels_key=labels"], "drop": ["silhouette"],
+                               "extra": SHAPE_3D},
+    "cyclegan-3d-unet+silhouette+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
+                                         "extra": MIND_TERMS},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

@@ -63,27 +63,44 @@ def test_rows_that_name_a_shipped_recipe_have_its_objective(tmp_path):
     assert shaped[-4:] == ["shape", "mind", "mind", "window_pixel"]
 
 
-def test_wide_3d_row_has_the_2d_recipes_generators(tmp_path):
-    recipe = unpaired.row_recipe("cyclegan-3d-wide", tmp_path / "data", tmp_path / "w", 8, check_paths=False)
-    shipped = unpaired.row_recipe("cyclegan-3d", tmp_path / "data", tmp_path / "s", 8, check_paths=False)
-    assert recipe.model.spatial_dims == 3
+def test_3d_rows(tmp_path):
+    def row(name, weights=None):
+        return unpaired.row_recipe(name, tmp_path / "data", tmp_path / name, 8, weights=weights, check_paths=False)
+
+    def terms(recipe):
+        return [t["name"] for t in recipe.objective.generator]
+
+    shipped, resnet = row("cyclegan-3d"), row("cyclegan-3d-resnet")
+    assert shipped.model.spatial_dims == 3 and terms(shipped)[-1] == "silhouette"
+    assert shipped.model.networks["g_ab"].name == "unet"
+    # the 3D recipe until 2026-12-06: 8-channel ResNets, no silhouette term, everything else as shipped
     for role in ("g_ab", "g_ba"):
-        spec = recipe.model.networks[role].model_dump()
+        spec = resnet.model.networks[role].model_dump()
+        assert (spec["name"], spec["channels"], spec["n_blocks"]) == ("resnet", 8, 6)
+    assert terms(resnet) == terms(shipped)[:-1] and resnet.data == shipped.data
+    assert resnet.model.networks["d_b"] == shipped.model.networks["d_b"]
+    same = row("cyclegan-3d-unet+silhouette")
+    assert (same.model, same.data, same.objective) == (shipped.model, shipped.data, shipped.objective)
+    assert row("cyclegan-3d-unet").model == shipped.model and terms(row("cyclegan-3d-unet")) == terms(resnet)
+    assert terms(row("cyclegan-3d+silhouette")) == terms(shipped)
+    assert row("cyclegan-3d+silhouette").model == resnet.model
+    # the 2D recipe's generators on the ResNet recipe
+    wide = row("cyclegan-3d-wide")
+    for role in ("g_ab", "g_ba"):
+        spec = wide.model.networks[role].model_dump()
         assert (spec["channels"], spec["n_downsampling"]) == (16, 1)
-    assert recipe.model.networks["d_b"] == shipped.model.networks["d_b"]
-    assert recipe.objective == shipped.objective
-
-
-def test_3d_rows_with_structure_terms(tmp_path):
-    shipped = unpaired.row_recipe("cyclegan-3d", tmp_path / "data", tmp_path / "s", 8, check_paths=False)
-    for row, name in (("cyclegan-3d+ngf", "ngf"), ("cyclegan-3d+mind", "mind")):
-        recipe = unpaired.row_recipe(row, tmp_path / "data", tmp_path / row, 8, weights={name: 3.0},
-                                     check_paths=False)
-        assert recipe.model == shipped.model and recipe.data == shipped.data
-        added = recipe.objective.generator[len(shipped.objective.generator):]
-        assert [(t["name"], t["weight"]) for t in added] == [(name, 3.0), (name, 3.0)]
+    assert wide.objective == resnet.objective
+    # the 2D rows' structure terms on the ResNet recipe
+    for name, term in (("cyclegan-3d+ngf", "ngf"), ("cyclegan-3d+mind", "mind")):
+        recipe = row(name, {term: 3.0})
+        assert recipe.model == resnet.model and recipe.data == resnet.data
+        added = recipe.objective.generator[len(resnet.objective.generator):]
+        assert [(t["name"], t["weight"]) for t in added] == [(term, 3.0), (term, 3.0)]
+    shape = row("cyclegan-3d-unet+shape")
+    assert terms(shape) == [*terms(resnet), "shape"] and shape.data.dataset.labels_key == "labels"
+    assert shape.objective.generator[-1]["spatial_dims"] == 3
     # the papers' 2D network sizes are never grafted onto a 3D row
-    assert not [row for row in unpaired.ROWS if "-3d" in row and row.endswith("-paper")]
+    assert not [name for name in unpaired.ROWS if "-3d" in name and name.endswith("-paper")]
 
 
 def _record(steps: dict) -> dict:

@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_2D = ["model.networks.g_ab.channels=4", "model.networks.g_ba.channels=4", "model.networks.g_ab.n_blocks=1",
            "model.networks.g_ba.n_blocks=1", "model.networks.d_a.channels=4", "model.networks.d_b.channels=4",
            "model.networks.d_a.n_layers=2", "model.networks.d_b.n_layers=2"]
-TINY_3D = TINY_2D + ["data.dataset.patch_size=[8,16,16]", "data.dataset.samples_per_volume=2",
-                     "model.networks.d_a.n_layers=1", "model.networks.d_b.n_layers=1"]
+#: the 3D recipe has U-Net generators: two levels of 4 and 8 channels
+TINY_3D = ["model.networks.g_ab.channels=[4,8]", "model.networks.g_ba.channels=[4,8]", "model.networks.d_a.channels=4",
+           "model.networks.d_b.channels=4", "model.networks.d_a.n_layers=1", "model.networks.d_b.n_layers=1",
+           "data.dataset.patch_size=[8,16,16]", "data.dataset.samples_per_volume=2"]
 
 
 def _recipe(name: str, root: Path, out: Path, *extra: str):
