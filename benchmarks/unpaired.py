@@ -93,8 +93,7 @@ RESNET_3D = ["model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm:
 #: from real CT patches and must find the MR's labels in fake_b
 SHAPE_3D = [{"name": "shape", "weight": 10.0, "num_classes": 10, "spatial_dims": 3, "pred": "fake_b",
              "labels": "labels_a", "extra_pairs": [["real_b", "labels_b"]],
-             "segmentor_kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": 10,
-                                  "channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}]
+             "segmentor_kwargs": {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}}]
 _ENC, _DEC = "name: translate.models.unit.UNITEncoder", "name: translate.models.unit.UNITDecoder"
 PAPER_UNIT = [f"model.networks.e_a={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming}}",
               f"model.networks.e_b={{{_ENC}, n_downsampling: 2, n_blocks: 3, n_shared: 1, init: kaiming, "
