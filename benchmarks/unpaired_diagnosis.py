@@ -1,6 +1,6 @@
 """Why unpaired MR -> CT lags the lookup table on the phantom: diagnostic runs scored on the VAL subjects.
 
-Three actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` makes it):
+The actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` makes it):
 
 ``train NAME --recipe R --steps N [--set key=value ...] [--drop TERM ...] [--add JSON]``
     Trains one configuration through the toolkit's own path (recipe -> ``fit_recipe``) into
@@ -13,6 +13,10 @@ Three actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` make
     soft tissue (-270..180 HU) are shifted by -300..+150 HU, against its score of the model's own
     translations: a critic that scores a shifted CT as it scores the real one cannot teach the
     generator where soft tissue lies in HU.
+``bone CHECKPOINT ...``
+    The CT critic ``d_b`` of any checkpoint (2D or 3D) on training CT samples that hold bone, on the same
+    samples with their bone (> 300 HU) set to soft tissue, and on the model's own translations ->
+    ``benchmarks/results/unpaired_bone_probe.json``: whether the critic asks the generator for bone at all.
 ``baseline``
     The lookup-table baseline (fitted on the pairs of all training subjects) on the same val
     subjects, so the runs have the bar they must beat beside them.
@@ -181,20 +185,32 @@ def tissues(args) -> None:
         print(run, {k: (v["mean_hu"], v["sd_hu"], v["mae_hu"]) for k, v in table.items()})
 
 
-@torch.no_grad()
-def probe(args) -> None:
+def _trained(checkpoint: Path):
+    """(recipe, domains, model in eval mode with the trained, not averaged, weights, its training dataset, step)."""
     from translate.data.domains import domains_from_dict
     from translate.engine.build import build_model, build_train_dataset
     from translate.engine.checkpoint import load_checkpoint, load_network_state
     from translate.recipe import Recipe
 
-    out = RUNS / args.name
-    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    state = load_checkpoint(checkpoint)
     recipe, domains = Recipe.model_validate(state["recipe"]), domains_from_dict(state["domains"])
     model = build_model(recipe, domains, initialise=False)
-    load_network_state(model, state["networks"]["model"], recipe.model.name, out)
+    load_network_state(model, state["networks"]["model"], recipe.model.name, checkpoint)
     model.eval()
-    dataset = build_train_dataset(recipe, model, domains)
+    return recipe, domains, model, build_train_dataset(recipe, model, domains), int(state.get("step", 0))
+
+
+def _critic_mean(critic, x: torch.Tensor) -> torch.Tensor:
+    """Mean score per sample ``(B,)`` of a PatchGAN or of a multi-scale critic (mean over its scales)."""
+    out = critic(x)
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return torch.stack([o.flatten(1).mean(1) for o in outs]).mean(0)
+
+
+@torch.no_grad()
+def probe(args) -> None:
+    out = RUNS / args.name
+    recipe, domains, model, dataset, _ = _trained(out / "checkpoints" / "last.pt")
     items = [dataset[i] for i in range(0, len(dataset), max(len(dataset) // 24, 1))]
     real_b = torch.stack([it["real_b"] for it in items])
     body = torch.stack([it["body_mask_b"] for it in items]) > 0
@@ -212,6 +228,43 @@ def probe(args) -> None:
               "command": " ".join(["python", *sys.argv])}
     (out / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
     print(args.name, result)
+
+
+@torch.no_grad()
+def bone(args) -> None:
+    """Does the CT critic ``d_b`` of each checkpoint care about bone? Its mean score on training CT samples that
+    hold bone (> 300 HU), on the same samples with that bone set to soft tissue (40 HU), and on the generator's
+    own translations of training MR samples -> ``unpaired_bone_probe.json`` (each checkpoint's entry replaced)."""
+    out = OUT.with_name("unpaired_bone_probe.json")
+    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
+    record["what"] = ("mean score of the CT critic d_b (LSGAN: 1 real, 0 fake) on training CT samples holding bone, "
+                      "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR")
+    torch.manual_seed(0)
+    for checkpoint in args.checkpoints:
+        recipe, domains, model, dataset, step = _trained(Path(checkpoint))
+        window = domains["b"].intensity.window
+        to_net = lambda hu: (hu - window.lower) * 2.0 / (window.upper - window.lower) - 1.0  # noqa: E731
+        real, fake_src = [], []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            if int((item["real_b"] > to_net(300.0)).sum()) >= args.min_voxels:
+                real.append(item["real_b"])
+                fake_src.append(item["real_a"])
+            if len(real) == args.samples:
+                break
+        real_b, real_a = torch.stack(real), torch.stack(fake_src)
+        nobone = torch.where(real_b > to_net(300.0), torch.full_like(real_b, to_net(40.0)), real_b)
+        scores = {"real": _critic_mean(model.d_b, real_b), "real_bone_to_soft": _critic_mean(model.d_b, nobone),
+                  "own_translations": _critic_mean(model.d_b, model.g_ab(real_a))}
+        entry = {k: round(float(v.mean()), 4) for k, v in scores.items()}
+        entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
+                     samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
+                     d_b=recipe.model.networks["d_b"].model_dump(exclude_none=True),
+                     discriminator_lr=recipe.optim.discriminator.lr)
+        record["checkpoints"][str(checkpoint)] = entry
+        print(checkpoint, entry, flush=True)
+    record.update(command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d %H:%M"))
+    out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def baseline(args) -> None:
@@ -316,12 +369,16 @@ def main() -> None:
     p.add_argument("name")
     sub.add_parser("tta", help="score a run's last.pt on val through translate infer --tta flips").add_argument("name")
     sub.add_parser("tissues", help="per-tissue HU mean / sd / MAE of runs' val translations").add_argument("names", nargs="+")
+    b = sub.add_parser("bone", help="the CT critic's score on real CT with and without its bone, per checkpoint")
+    b.add_argument("checkpoints", nargs="+")
+    b.add_argument("--samples", type=int, default=48, help="training CT samples holding bone to score")
+    b.add_argument("--min-voxels", type=int, default=100, help="bone voxels a sample needs")
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
     {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta,
-     "tissues": tissues}[args.action](args)
+     "tissues": tissues, "bone": bone}[args.action](args)
 
 
 if __name__ == "__main__":
