@@ -67,6 +67,8 @@ NGF = [{"name": "ngf", "source": "real_a", "pred": "fake_b", "weight": 1.0},
 #: CycleGAN), inside each source's body mask (outside it the MR's noise has no structure to keep), both directions
 MIND_TERMS = [{"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "body_mask_a", "weight": 5.0},
               {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 5.0}]
+#: cortical bone is dark in MR: the CT -> MR translation is below -0.8 (air-like) where the source CT is above 600 HU
+BONE_VOID = [{"name": "bone_void", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
 WINDOW_CYCLE = [{"name": "window_pixel", "kind": "l1", "pred": "rec_b", "target": "real_b", "window": [-160, 240],
                  "weight": 10.0}]
 #: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
@@ -167,6 +169,9 @@ ROWS = {
                                "extra": SHAPE_3D},
     "cyclegan-3d-unet+silhouette+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
                                          "extra": MIND_TERMS},
+    #: the shipped recipes + bone_void (the fake MR dark where the source CT shows cortical bone)
+    "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": BONE_VOID},
+    "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

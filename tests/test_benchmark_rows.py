@@ -101,6 +101,13 @@ def test_3d_rows(tmp_path):
     assert shape.objective.generator[-1]["spatial_dims"] == 3
     # the papers' 2D network sizes are never grafted onto a 3D row
     assert not [name for name in unpaired.ROWS if "-3d" in name and name.endswith("-paper")]
+    # bone_void on the shipped recipes (3D and 2D): the fake MR read against the real CT, nothing else changed
+    for name, base in (("cyclegan-3d+bonevoid", shipped), ("cyclegan+bonevoid", row("cyclegan"))):
+        recipe = row(name)
+        assert recipe.model == base.model and recipe.data == base.data
+        assert recipe.objective.generator[:-1] == base.objective.generator
+        assert {k: recipe.objective.generator[-1][k] for k in ("name", "pred", "source")} == \
+            {"name": "bone_void", "pred": "fake_a", "source": "real_b"}
 
 
 def _record(steps: dict) -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from translate.data.intensity import HUWindow
 from translate.losses import LOSSES, build_objective
-from translate.losses.silhouette import Silhouette, silhouette_loss, source_body
+from translate.losses.silhouette import BoneVoid, Silhouette, bone_void_loss, silhouette_loss, source_body
 
 CT = HUWindow(-1024.0, 2000.0)
 
@@ -74,3 +74,57 @@ def test_catalogue_entry_and_errors():
         Silhouette(temperature=0)
     with pytest.raises(ValueError, match="expected one prediction channel"):
         silhouette_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+# --- bone_void: the CT -> MR translation is dark where the CT shows cortical bone ---------------------------------
+
+def _ct_with_bone(dims: int = 2, size: int = 16) -> torch.Tensor:
+    """Soft tissue (40 HU) with a 4^dims block of cortical bone (1200 HU), in network units."""
+    hu = torch.full((1, 1) + (size,) * dims, 40.0)
+    hu[(slice(None), slice(None)) + (slice(4, 8),) * dims] = 1200.0
+    return CT.forward(hu)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_bone_void_costs_the_mean_excess_over_bone_voxels_only(dims):
+    ct = _ct_with_bone(dims)
+    bone = (slice(None), slice(None)) + (slice(4, 8),) * dims
+    mr = torch.full_like(ct, -0.95)                                # dark everywhere: nothing to pay
+    assert bone_void_loss(mr, ct).item() == 0.0
+    mr_bright_tissue = mr.clone()
+    mr_bright_tissue[mr_bright_tissue == -0.95] = 0.9              # bright soft tissue: not the term's business
+    mr_bright_tissue[bone] = -0.95
+    assert bone_void_loss(mr_bright_tissue, ct).item() == 0.0
+    half = mr.clone()
+    half[bone] = -0.95
+    half[(slice(None), slice(None), slice(4, 6)) + (slice(4, 8),) * (dims - 1)] = 0.2  # half the bone at 0.2
+    assert bone_void_loss(half, ct).item() == pytest.approx(0.5 * (0.2 - (-0.8)), rel=1e-5)
+    assert bone_void_loss(half, ct, level=0.5).item() == 0.0       # a higher level forgives it
+
+
+def test_bone_void_gradient_and_no_bone():
+    ct = _ct_with_bone().requires_grad_()
+    mr = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    bone_void_loss(mr, ct).backward()
+    assert ct.grad is None                                         # the source is read, never pushed
+    assert (mr.grad[..., 4:8, 4:8] > 0).all() and (mr.grad[..., 8:, :] == 0).all()
+    flat = CT.forward(torch.full((1, 1, 16, 16), 40.0))
+    empty = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    loss = bone_void_loss(empty, flat)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(empty.grad).all()
+    weights = torch.zeros(1, 1, 16, 16)                            # a mask that leaves the bone out
+    assert bone_void_loss(torch.zeros(1, 1, 16, 16), _ct_with_bone(), mask=weights).item() == 0.0
+
+
+def test_bone_void_catalogue_entry_and_errors():
+    assert LOSSES.get("bone_void") is BoneVoid
+    objective = build_objective([{"name": "bone_void", "weight": 2.0}])
+    total, parts = objective({"real_b": _ct_with_bone(), "fake_a": torch.zeros(1, 1, 16, 16)})
+    assert total.item() == pytest.approx(2 * 0.8, rel=1e-5) and set(parts) == {"bone_void"}
+    with pytest.raises(ValueError, match="bone_void threshold: expected a HU value inside space"):
+        BoneVoid(threshold=3000.0)
+    with pytest.raises(ValueError, match="bone_void level: expected a number"):
+        BoneVoid(level="dark")
+    with pytest.raises(ValueError, match="expected one prediction channel"):
+        bone_void_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8))

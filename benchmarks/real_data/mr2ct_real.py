@@ -34,7 +34,7 @@ from baselines import RATE_NAMES, REGIONS, load_patient, run_baselines, score_pr
 
 sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
-from unpaired import MIND_TERMS, NGF, with_weights  # noqa: E402  (the phantom rows' NGF and MIND terms)
+from unpaired import BONE_VOID, MIND_TERMS, NGF, with_weights  # noqa: E402  (the phantom rows' terms)
 
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -64,12 +64,15 @@ ROWS = {
                      "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10 or --mind-weight, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan+bonevoid": ("the recipe + bone_void (the CT -> MR translation dark, below -0.8, where the CT is above "
+                          "600 HU; weight 1)", "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
 EDITS = {
     "cyclegan-plain": lambda terms: [t for t in terms if t["name"] != "silhouette"],
     "cyclegan+ngf": lambda terms: terms + NGF,
     "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
+    "cyclegan+bonevoid": lambda terms: terms + BONE_VOID,
 }
 
 

@@ -21,7 +21,7 @@ from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
 from .gradient_correlation import GradientCorrelation, NormalizedGradientFields
 from .mind import MIND
-from .silhouette import Silhouette
+from .silhouette import BoneVoid, Silhouette
 from .r1 import R1  # noqa: E402
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "NormalizedGradientFields",
     "MIND",
     "Silhouette",
+    "BoneVoid",
 ]

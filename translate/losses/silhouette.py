@@ -9,6 +9,9 @@ source itself: its centre channel above ``level`` (network units; an MR normalis
 or ``mr_percentile`` puts air at -1), closed morphologically so that dark structures inside the
 body (cortical bone and tendons, dark in T1, bright or grey in CT) count as body.
 Layout: ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
+
+:class:`BoneVoid` is the CT -> MR counterpart for bone: cortical bone is dark in MR, so the MR translation
+of a CT is dark where that CT shows cortical bone.
 """
 
 from __future__ import annotations
@@ -138,3 +141,84 @@ class Silhouette(Term):
     def extra_repr(self) -> str:
         return (f"source={self.source!r}, pred={self.pred!r}, threshold={self.threshold}, "
                 f"temperature={self.temperature}, level={self.level}, closing={self.closing}, mask={self.mask!r}")
+
+
+def bone_void_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024.0, 2000.0), threshold: float = 600.0,
+                   level: float = -0.8, mask: Tensor | None = None) -> Tensor:
+    r"""Mean excess of an MR translation above ``level`` where its source CT shows cortical bone.
+
+    .. math::
+        \mathcal{L} = \frac{1}{|B|} \sum_{v \in B} \max(0,\ p_v - \ell), \qquad B = \{v : h(s_v) > \theta\}
+
+    with :math:`h` the ``ct_hu`` window ``space`` mapped back to HU and :math:`\theta` = ``threshold`` (HU).
+    Cortical bone has no signal in conventional MR (its T2* is far below the echo times), so T1 and T2
+    show it as dark as air; voxels darker than ``level`` cost nothing and every other voxel is left
+    to the other terms. Zero (with a gradient of zeros) where the source holds no bone.
+
+    Args:
+        pred: MR translation ``(B, 1, *S)`` in network units (air at -1 under ``mr_robust`` / ``mr_percentile``).
+        source: its source CT ``(B, C, *S)`` in the network space of ``space`` (the centre channel is read).
+        mask: optional voxel weights ``(B, 1, *S)``.
+
+    Example:
+        >>> ct = HUWindow(-1024.0, 2000.0)
+        >>> source = ct.forward(torch.full((1, 1, 8, 8), 40.0)); source[..., 2:4, 2:4] = ct.forward(torch.tensor(1200.0))
+        >>> dark = torch.full((1, 1, 8, 8), -0.95); bright = dark.clone(); bright[..., 2:4, 2:4] = 0.2
+        >>> round(bone_void_loss(dark, source).item(), 4), round(bone_void_loss(bright, source).item(), 4)
+        (0.0, 1.0)
+    """
+    if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
+        raise ValueError(f"bone_void_loss: prediction of shape {tuple(pred.shape)} and source of shape "
+                         f"{tuple(source.shape)}; expected one prediction channel on the source's grid")
+    centre = source.shape[1] // 2
+    hu = HUWindow(*_window(space, "bone_void space")).inverse(source[:, centre:centre + 1].detach())
+    weights = (hu > threshold).to(pred.dtype)
+    if mask is not None:
+        weights = weights * mask.to(pred.dtype).expand_as(weights)
+    excess = F.relu(pred - level)
+    return (excess * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+@LOSSES.register("bone_void")
+class BoneVoid(Term):
+    """Cortical bone is dark in MR: a CT -> MR translation is below ``level`` where its source CT is above
+    ``threshold`` HU (see :func:`bone_void_loss`). The CT -> MR half of a cycle that keeps bone: with it the
+    MR -> CT generator must turn the dark in-body structures of real MR back into bone to close the CT cycle.
+
+    Reads ``pred`` (default ``fake_a``, the MR translation) and ``source`` (default ``real_b``, a ``ct_hu``
+    image whose window is ``space``); ``mask`` names optional voxel weights.
+
+    Example:
+        >>> ct = HUWindow(-1024.0, 2000.0)
+        >>> source = ct.forward(torch.full((1, 1, 8, 8), 1200.0))                  # all cortical bone
+        >>> round(BoneVoid().compute({"real_b": source, "fake_a": torch.zeros(1, 1, 8, 8)}).item(), 4)  # mid-grey MR
+        0.8
+    """
+
+    name = "bone_void"
+    requirement = "a source CT and its MR translation (no pair needed)"
+    formula = "mean over {HU(b) > theta} of max(0, G(b) - level), theta = 600 HU, level = -0.8"
+    reference = "cortical bone gives no MR signal (short T2*): the bone half of the tissue classes both modalities share"
+
+    def __init__(self, source: str = "real_b", pred: str = "fake_a", space: Sequence[float] = (-1024.0, 2000.0),
+                 threshold: float = 600.0, level: float = -0.8, mask: str | None = None, name: str = "bone_void"):
+        super().__init__(name)
+        for what, value in (("threshold", threshold), ("level", level)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"bone_void {what}: expected a number, got {value!r}")
+        self.space = _window(space, "bone_void space")
+        if not self.space[0] < threshold < self.space[1]:
+            raise ValueError(f"bone_void threshold: expected a HU value inside space {list(self.space)}, got {threshold!r}")
+        self.source, self.pred, self.mask = source, pred, mask
+        self.threshold, self.level = float(threshold), float(level)
+
+    def needs(self) -> Tuple[str, ...]:
+        return (self.source, self.pred) + ((self.mask,) if self.mask else ())
+
+    def compute(self, tensors: Tensors) -> Tensor:
+        mask = tensors[self.mask] if self.mask else None
+        return bone_void_loss(tensors[self.pred], tensors[self.source], self.space, self.threshold, self.level, mask)
+
+    def extra_repr(self) -> str:
+        return (f"source={self.source!r}, pred={self.pred!r}, threshold={self.threshold}, level={self.level}, "
+                f"mask={self.mask!r}")
