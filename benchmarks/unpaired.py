@@ -283,6 +283,8 @@ def main() -> None:
                         "rows with '+mind' (one term per direction)")
     parser.add_argument("--ngf-weight", type=float, default=1.0, help="weight of each NGF term of the rows with "
                         "'+ngf' (one term per direction)")
+    parser.add_argument("--bone-void-weight", type=float, default=1.0, help="weight of the bone_void term of the "
+                        "rows with '+bonevoid'")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -315,7 +317,7 @@ def main() -> None:
         else:
             recipe = row_recipe(row, args.data, out_dir, args.steps, args.set,
                                 {"geometry": args.geometry_weight, "mind": args.mind_weight,
-                                 "ngf": args.ngf_weight})
+                                 "ngf": args.ngf_weight, "bone_void": args.bone_void_weight})
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)

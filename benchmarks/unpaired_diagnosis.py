@@ -15,8 +15,9 @@ The actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` makes 
     generator where soft tissue lies in HU.
 ``bone CHECKPOINT ...``
     The CT critic ``d_b`` of any checkpoint (2D or 3D) on training CT samples that hold bone, on the same
-    samples with their bone (> 300 HU) set to soft tissue, and on the model's own translations ->
-    ``benchmarks/results/unpaired_bone_probe.json``: whether the critic asks the generator for bone at all.
+    samples with their bone (> 300 HU) set to soft tissue, and on the model's own translations; and the MR
+    that ``g_ba`` makes of that bone -> ``benchmarks/results/unpaired_bone_probe.json``: whether the critic
+    asks the generator for bone at all, and whether the CT -> MR half renders bone dark, as MR shows it.
 ``baseline``
     The lookup-table baseline (fitted on the pairs of all training subjects) on the same val
     subjects, so the runs have the bar they must beat beside them.
@@ -234,11 +235,14 @@ def probe(args) -> None:
 def bone(args) -> None:
     """Does the CT critic ``d_b`` of each checkpoint care about bone? Its mean score on training CT samples that
     hold bone (> 300 HU), on the same samples with that bone set to soft tissue (40 HU), and on the generator's
-    own translations of training MR samples -> ``unpaired_bone_probe.json`` (each checkpoint's entry replaced)."""
+    own translations of training MR samples; and the mean MR that ``g_ba`` makes of those CT samples' cortical bone
+    (> 600 HU) and soft tissue (0..100 HU) -> ``unpaired_bone_probe.json`` (each checkpoint's entry replaced)."""
     out = OUT.with_name("unpaired_bone_probe.json")
     record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
     record["what"] = ("mean score of the CT critic d_b (LSGAN: 1 real, 0 fake) on training CT samples holding bone, "
-                      "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR")
+                      "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR; "
+                      "mean g_ba output (MR network units: air -1, fat about 1) on those CT samples' cortical bone "
+                      "(> 600 HU) and soft tissue (0..100 HU)")
     torch.manual_seed(0)
     for checkpoint in args.checkpoints:
         recipe, domains, model, dataset, step = _trained(Path(checkpoint))
@@ -257,6 +261,11 @@ def bone(args) -> None:
         scores = {"real": _critic_mean(model.d_b, real_b), "real_bone_to_soft": _critic_mean(model.d_b, nobone),
                   "own_translations": _critic_mean(model.d_b, model.g_ab(real_a))}
         entry = {k: round(float(v.mean()), 4) for k, v in scores.items()}
+        # the other half: what the CT -> MR generator makes of that bone (MR network units; air -1, fat about 1)
+        fake_a, hu = model.g_ba(real_b), real_b
+        for name, inside in (("fake_mr_at_cortical_bone", hu > to_net(600.0)),
+                             ("fake_mr_at_soft_tissue", (hu > to_net(0.0)) & (hu < to_net(100.0)))):
+            entry[name] = round(float(fake_a[inside].mean()), 4)
         entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
                      samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
                      d_b=recipe.model.networks["d_b"].model_dump(exclude_none=True),

@@ -65,7 +65,7 @@ ROWS = {
     "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10 or --mind-weight, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+bonevoid": ("the recipe + bone_void (the CT -> MR translation dark, below -0.8, where the CT is above "
-                          "600 HU; weight 1)", "recipes/mr2ct-cyclegan-real.yaml", []),
+                          "600 HU; weight 1 or --bone-void-weight)", "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
 EDITS = {
@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="real_mr2ct", help="records are written as <name>_<split>.json / .md")
     parser.add_argument("--mind-weight", type=float, default=10.0, help="weight of each mind term of the "
                         "cyclegan+mind row (one per direction)")
+    parser.add_argument("--bone-void-weight", type=float, default=1.0, help="weight of the bone_void term of the "
+                        "cyclegan+bonevoid row")
     parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
     args = parser.parse_args(argv)
     split = json.loads((args.data / "split.json").read_text())
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
                                                        *overrides, *args.overrides])
             if row in EDITS:
                 tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] = [with_weights(term, {"mind": args.mind_weight})
+                tree["objective"]["generator"] = [with_weights(term, {"mind": args.mind_weight, "bone_void": args.bone_void_weight})
                                                   for term in EDITS[row](tree["objective"]["generator"])]
                 recipe = load_recipe(tree=tree)
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
