@@ -245,9 +245,15 @@ def bone(args) -> None:
                       "(> 600 HU) and soft tissue (0..100 HU)")
     torch.manual_seed(0)
     for checkpoint in args.checkpoints:
+        from translate.data.intensity import HUWindow
+
         recipe, domains, model, dataset, step = _trained(Path(checkpoint))
         window = domains["b"].intensity.window
-        to_net = lambda hu: (hu - window.lower) * 2.0 / (window.upper - window.lower) - 1.0  # noqa: E731
+        ct_space = HUWindow(window.lower, window.upper)
+
+        def to_net(hu: float) -> float:
+            return float(ct_space.forward(torch.tensor(hu)))
+
         real, fake_src = [], []
         for i in range(len(dataset)):
             item = dataset[i]
@@ -262,9 +268,9 @@ def bone(args) -> None:
                   "own_translations": _critic_mean(model.d_b, model.g_ab(real_a))}
         entry = {k: round(float(v.mean()), 4) for k, v in scores.items()}
         # the other half: what the CT -> MR generator makes of that bone (MR network units; air -1, fat about 1)
-        fake_a, hu = model.g_ba(real_b), real_b
-        for name, inside in (("fake_mr_at_cortical_bone", hu > to_net(600.0)),
-                             ("fake_mr_at_soft_tissue", (hu > to_net(0.0)) & (hu < to_net(100.0)))):
+        fake_a = model.g_ba(real_b)
+        for name, inside in (("fake_mr_at_cortical_bone", real_b > to_net(600.0)),
+                             ("fake_mr_at_soft_tissue", (real_b > to_net(0.0)) & (real_b < to_net(100.0)))):
             entry[name] = round(float(fake_a[inside].mean()), 4)
         entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
                      samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
