@@ -236,7 +236,8 @@ def bone(args) -> None:
     """Does the CT critic ``d_b`` of each checkpoint care about bone? Its mean score on training CT samples that
     hold bone (> 300 HU), on the same samples with that bone set to soft tissue (40 HU), and on the generator's
     own translations of training MR samples; and the mean MR that ``g_ba`` makes of those CT samples' cortical bone
-    (> 600 HU) and soft tissue (0..100 HU) -> ``unpaired_bone_probe.json`` (each checkpoint's entry replaced)."""
+    (> 600 HU) and soft tissue (0..100 HU) -> ``unpaired_bone_probe.json`` (each checkpoint's entry, with the
+    command that made it, replaced)."""
     out = OUT.with_name("unpaired_bone_probe.json")
     record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
     record["what"] = ("mean score of the CT critic d_b (LSGAN: 1 real, 0 fake) on training CT samples holding bone, "
@@ -275,10 +276,10 @@ def bone(args) -> None:
         entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
                      samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
                      d_b=recipe.model.networks["d_b"].model_dump(exclude_none=True),
-                     discriminator_lr=recipe.optim.discriminator.lr)
+                     discriminator_lr=recipe.optim.discriminator.lr, command=" ".join(["python", *sys.argv]),
+                     date=time.strftime("%Y-%m-%d %H:%M"))
         record["checkpoints"][str(checkpoint)] = entry
         print(checkpoint, entry, flush=True)
-    record.update(command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d %H:%M"))
     out.write_text(json.dumps(record, indent=1) + "\n")
 
 
