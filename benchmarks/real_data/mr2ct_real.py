@@ -58,21 +58,24 @@ ROWS = {
     # unpaired: MR of split train_a, CT of train_b (disjoint halves of the training patients, prepare.py)
     "cyclegan": ("recipes/mr2ct-cyclegan-real.yaml as shipped (unpaired CycleGAN + silhouette, MR of train_a, "
                  "CT of train_b)", "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan-plain": ("the same without the silhouette term (LSGAN both ways, cycle 10, windowed CT cycle 10)",
-                       "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan-plain": ("the same without the silhouette and bone_void terms (LSGAN both ways, cycle 10, windowed CT "
+                       "cycle 10)", "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan-nobonevoid": ("the recipe until 2026-12-06: without its bone_void term", "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10 or --mind-weight, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan+bonevoid": ("the recipe + bone_void (the CT -> MR translation dark, below -0.8, where the CT is above "
-                          "600 HU; weight 1 or --bone-void-weight)", "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan+bonevoid": ("the recipe's other terms + bone_void (the CT -> MR translation dark, below -0.8, where the CT "
+                          "is above 600 HU) at --bone-void-weight (at 10: the recipe as shipped since 2026-12-06)",
+                          "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
 EDITS = {
-    "cyclegan-plain": lambda terms: [t for t in terms if t["name"] != "silhouette"],
+    "cyclegan-plain": lambda terms: [t for t in terms if t["name"] not in ("silhouette", "bone_void")],
+    "cyclegan-nobonevoid": lambda terms: [t for t in terms if t["name"] != "bone_void"],
     "cyclegan+ngf": lambda terms: terms + NGF,
     "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
-    "cyclegan+bonevoid": lambda terms: terms + BONE_VOID,
+    "cyclegan+bonevoid": lambda terms: [t for t in terms if t["name"] != "bone_void"] + BONE_VOID,
 }
 
 
