@@ -203,9 +203,9 @@ def _trained(checkpoint: Path):
 
 def _critic_mean(critic, x: torch.Tensor) -> torch.Tensor:
     """Mean score per sample ``(B,)`` of a PatchGAN or of a multi-scale critic (mean over its scales)."""
-    out = critic(x)
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    return torch.stack([o.flatten(1).mean(1) for o in outs]).mean(0)
+    from translate.losses.adversarial import _scales  # a tensor of logits, or one per scale
+
+    return torch.stack([o.flatten(1).mean(1) for o in _scales(critic(x), "d_b")]).mean(0)
 
 
 @torch.no_grad()
@@ -244,34 +244,32 @@ def bone(args) -> None:
                       "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR; "
                       "mean g_ba output (MR network units: air -1, fat about 1) on those CT samples' cortical bone "
                       "(> 600 HU) and soft tissue (0..100 HU)")
+    from translate.data.intensity import HUWindow
+
     torch.manual_seed(0)
     for checkpoint in args.checkpoints:
-        from translate.data.intensity import HUWindow
-
         recipe, domains, model, dataset, step = _trained(Path(checkpoint))
         window = domains["b"].intensity.window
-        ct_space = HUWindow(window.lower, window.upper)
-
-        def to_net(hu: float) -> float:
-            return float(ct_space.forward(torch.tensor(hu)))
-
+        # HU levels in the CT's network units: bone, cortical bone, the soft tissue bone is set to, soft tissue's range
+        bone_at, cortex_at, soft, soft_lo, soft_hi = (
+            float(v) for v in HUWindow(window.lower, window.upper).forward(torch.tensor([300.0, 600.0, 40.0, 0.0, 100.0])))
         real, fake_src = [], []
         for i in range(len(dataset)):
             item = dataset[i]
-            if int((item["real_b"] > to_net(300.0)).sum()) >= args.min_voxels:
+            if int((item["real_b"] > bone_at).sum()) >= args.min_voxels:
                 real.append(item["real_b"])
                 fake_src.append(item["real_a"])
             if len(real) == args.samples:
                 break
         real_b, real_a = torch.stack(real), torch.stack(fake_src)
-        nobone = torch.where(real_b > to_net(300.0), torch.full_like(real_b, to_net(40.0)), real_b)
+        nobone = torch.where(real_b > bone_at, torch.full_like(real_b, soft), real_b)
         scores = {"real": _critic_mean(model.d_b, real_b), "real_bone_to_soft": _critic_mean(model.d_b, nobone),
                   "own_translations": _critic_mean(model.d_b, model.g_ab(real_a))}
         entry = {k: round(float(v.mean()), 4) for k, v in scores.items()}
         # the other half: what the CT -> MR generator makes of that bone (MR network units; air -1, fat about 1)
         fake_a = model.g_ba(real_b)
-        for name, inside in (("fake_mr_at_cortical_bone", real_b > to_net(600.0)),
-                             ("fake_mr_at_soft_tissue", (real_b > to_net(0.0)) & (real_b < to_net(100.0)))):
+        for name, inside in (("fake_mr_at_cortical_bone", real_b > cortex_at),
+                             ("fake_mr_at_soft_tissue", (real_b > soft_lo) & (real_b < soft_hi))):
             entry[name] = round(float(fake_a[inside].mean()), 4)
         entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
                      samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
