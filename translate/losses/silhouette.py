@@ -33,6 +33,12 @@ def _max_pool(x: Tensor, size: int) -> Tensor:
     return pool(x, size, stride=1, padding=size // 2)
 
 
+def _check_one_channel_on_grid(what: str, pred: Tensor, source: Tensor) -> None:
+    if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
+        raise ValueError(f"{what}: prediction of shape {tuple(pred.shape)} and source of shape "
+                         f"{tuple(source.shape)}; expected one prediction channel on the source's grid")
+
+
 def source_body(source: Tensor, level: float = -0.8, closing: int = 9) -> Tensor:
     """``(B, 1, *S)`` 0/1 mask of the body in ``source`` ``(B, C, *S)``: its centre channel above ``level``,
     closed (dilated, then eroded) by a ``closing``-voxel cube; no gradient.
@@ -82,9 +88,7 @@ def silhouette_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-102
         >>> silhouette_loss(right, mr).item() < 1e-3, silhouette_loss(swapped, mr).item() > 5
         (True, True)
     """
-    if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
-        raise ValueError(f"silhouette_loss: prediction of shape {tuple(pred.shape)} and source of shape "
-                         f"{tuple(source.shape)}; expected one prediction channel on the source's grid")
+    _check_one_channel_on_grid("silhouette_loss", pred, source)
     if not temperature > 0:
         raise ValueError(f"silhouette temperature: expected a positive number of HU, got {temperature!r}")
     logits = (HUWindow(*_window(space, "silhouette space")).inverse(pred) - threshold) / temperature
@@ -167,9 +171,7 @@ def bone_void_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024
         >>> round(bone_void_loss(dark, source).item(), 4), round(bone_void_loss(bright, source).item(), 4)
         (0.0, 1.0)
     """
-    if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
-        raise ValueError(f"bone_void_loss: prediction of shape {tuple(pred.shape)} and source of shape "
-                         f"{tuple(source.shape)}; expected one prediction channel on the source's grid")
+    _check_one_channel_on_grid("bone_void_loss", pred, source)
     centre = source.shape[1] // 2
     hu = HUWindow(*_window(space, "bone_void space")).inverse(source[:, centre:centre + 1].detach())
     weights = (hu > threshold).to(pred.dtype)
