@@ -62,3 +62,24 @@ def test_scores_carry_hallucination_rates_averaged_over_patients_that_have_the_c
     mean = baselines.summarise({"p1": scores, "p2": no_bone})["mean_over_patients"]
     assert mean["bone_to_soft"] == 0.5 and mean["soft_to_bone"] == pytest.approx(1 / 24)
     assert "air_to_tissue" not in mean
+
+
+def test_soft_tissue_splits_into_fat_and_muscle_with_their_bias(baselines):
+    ct = np.full((2, 4, 4), 40.0, dtype=np.float32)         # muscle
+    ct[0] = -90.0                                            # 16 fat voxels
+    ct[1, 0] = 200.0                                         # 4 dense soft-tissue voxels: neither fat nor muscle
+    pred = ct.copy()
+    pred[0] = -240.0                                         # fat 150 HU too dark
+    pred[1, 1:] = 60.0                                       # muscle 20 HU too bright
+    region = np.ones(ct.shape, dtype=bool)
+    scores = baselines.score_prediction(pred, {"ct": ct, "region": region, "tumour": np.zeros_like(region)})
+    assert scores["voxels_fat"] == 16 and scores["voxels_muscle"] == 12
+    assert scores["mae_fat"] == pytest.approx(150.0) and scores["bias_fat"] == pytest.approx(-150.0)
+    assert scores["mae_muscle"] == pytest.approx(20.0) and scores["bias_muscle"] == pytest.approx(20.0)
+    assert scores["mae_soft"] == pytest.approx((16 * 150 + 12 * 20) / 32)
+    no_fat = baselines.score_prediction(np.full_like(ct, 40.0), {"ct": np.full_like(ct, 40.0), "region": region,
+                                                                 "tumour": np.zeros_like(region)})
+    assert no_fat["voxels_fat"] == 0 and np.isnan(no_fat["bias_fat"])
+    mean = baselines.summarise({"p1": scores, "p2": no_fat})["mean_over_patients"]
+    assert mean["bias_fat"] == pytest.approx(-150.0) and mean["mae_fat"] == pytest.approx(150.0)
+    assert mean["bias_muscle"] == pytest.approx(10.0)       # (20 + 0) / 2: both patients have muscle

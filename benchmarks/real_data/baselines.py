@@ -46,7 +46,9 @@ REPO = HERE.parents[1]
 
 Normalise = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Predictor = Callable[[np.ndarray], np.ndarray]
-REGIONS = ("", "_air", "_soft", "_bone", "_tumour")
+REGIONS = ("", "_air", "_soft", "_bone", "_tumour", "_fat", "_muscle")
+#: soft-tissue sub-classes of the real CT (HU, lower <= CT < upper): where the soft-tissue error comes from
+SOFT_SUBCLASSES = {"fat": (-200.0, -30.0), "muscle": (0.0, 100.0)}
 
 
 def identity(mr: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -127,12 +129,19 @@ def training_voxels(root: Path, patients: Iterable[str], normalise: Normalise = 
 
 
 def score_prediction(pred: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """MAE per tissue and in the tumour (:func:`translate.metrics.tissue.tissue_mae`) and the hallucination
-    rates (:func:`translate.metrics.hallucination.hallucination_rates`), inside valid & body."""
-    from translate.metrics.tissue import tissue_mae
+    """MAE per tissue, in the tumour and in fat and muscle (:data:`SOFT_SUBCLASSES`, with their bias
+    ``bias_fat``, ``bias_muscle``: mean of prediction - CT, NaN where a patient has none) by
+    :func:`translate.metrics.tissue.tissue_mae`, and the hallucination rates
+    (:func:`translate.metrics.hallucination.hallucination_rates`), inside valid & body."""
+    from translate.metrics.tissue import SYNTHRAD_CLIP, tissue_mae
 
-    rates = hallucination_rates(pred, data["ct"], mask=data["region"])
-    return {**tissue_mae(pred, data["ct"], mask=data["region"], extra_masks={"tumour": data["tumour"]}),
+    ct = data["ct"]
+    sub = {name: (ct >= lower) & (ct < upper) for name, (lower, upper) in SOFT_SUBCLASSES.items()}
+    rates = hallucination_rates(pred, ct, mask=data["region"])
+    error = np.clip(pred, *SYNTHRAD_CLIP).astype(np.float64) - np.clip(ct, *SYNTHRAD_CLIP)
+    bias = {f"bias_{name}": float(error[mask & data["region"]].mean()) if (mask & data["region"]).any() else math.nan
+            for name, mask in sub.items()}
+    return {**tissue_mae(pred, ct, mask=data["region"], extra_masks={"tumour": data["tumour"], **sub}), **bias,
             **{name: rates[name] for name in RATE_NAMES}}
 
 
@@ -144,14 +153,17 @@ def summarise(per_patient: Dict[str, dict]) -> Dict[str, dict]:
         values = [r[name] for r in per_patient.values() if name in r and not math.isnan(r[name])]
         if values:
             mean[name] = float(np.mean(values))
-    for suffix in REGIONS:
-        values = [r[f"mae{suffix}"] for r in per_patient.values() if r[f"voxels{suffix}"] > 0]
+    for suffix in REGIONS:  # a record from before a region was scored counts as having none of it
+        values = [r[f"mae{suffix}"] for r in per_patient.values() if r.get(f"voxels{suffix}", 0) > 0]
         mean[f"mae{suffix}"] = float(np.mean(values)) if values else math.nan
-        voxels = sum(r[f"voxels{suffix}"] for r in per_patient.values())
-        total = sum(r[f"mae{suffix}"] * r[f"voxels{suffix}"] for r in per_patient.values() if r[f"voxels{suffix}"])
+        voxels = sum(r.get(f"voxels{suffix}", 0) for r in per_patient.values())
+        total = sum(r[f"mae{suffix}"] * r[f"voxels{suffix}"] for r in per_patient.values() if r.get(f"voxels{suffix}", 0))
         pooled[f"mae{suffix}"] = total / voxels if voxels else math.nan
         pooled[f"voxels{suffix}"] = int(voxels)
     mean["bias_hu"] = float(np.mean([r["bias_hu"] for r in per_patient.values()]))
+    for name in SOFT_SUBCLASSES:
+        values = [r[f"bias_{name}"] for r in per_patient.values() if not math.isnan(r.get(f"bias_{name}", math.nan))]
+        mean[f"bias_{name}"] = float(np.mean(values)) if values else math.nan
     pooled["bias_hu"] = sum(r["bias_hu"] * r["voxels"] for r in per_patient.values()) / pooled["voxels"]
     return {"mean_over_patients": mean, "pooled": pooled}
 
@@ -183,7 +195,7 @@ def markdown_table(record: Dict[str, object]) -> str:
 
     lines = [f"Scored on {record['scored_on']} patients {', '.join(record['patients'])} "
              "(mean over patients; MAE in HU inside valid & body)", "",
-             "| baseline | MAE | air | soft tissue | bone | tumour | bias |", "|---|---|---|---|---|---|---|"]
+             "| baseline | MAE | air | soft tissue | bone | tumour | fat | muscle | bias |", "|---|---|---|---|---|---|---|---|---|"]
     for name, result in record["baselines"].items():
         mean = result["mean_over_patients"]
         lines.append(f"| {name} | " + " | ".join(cell(mean[f"mae{s}"]) for s in REGIONS) + f" | {cell(mean['bias_hu'])} |")

@@ -164,11 +164,13 @@ def main(argv=None) -> int:
         out = args.out_dir / f"{args.name}_{on}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=2) + "\n")
-        lines = ["| row | MAE | air | soft | bone | tumour | bias | " + " | ".join(f"{r} %" for r in RATE_NAMES)
-                 + " | train (s) |", "|---|---|---|---|---|---|---|" + "---|" * len(RATE_NAMES) + "---|"]
+        lines = ["| row | MAE | air | soft | bone | tumour | fat | muscle | bias | fat bias | muscle bias | "
+                 + " | ".join(f"{r} %" for r in RATE_NAMES) + " | train (s) |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(RATE_NAMES) + "---|"]
         for name, entry in record["rows"].items():
             m = entry["mean_over_patients"]
-            cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [f"{m['bias_hu']:+.1f}"] + [
+            cells = [f"{m[f'mae{suffix}']:.1f}" for suffix in REGIONS] + [
+                f"{m[key]:+.1f}" for key in ("bias_hu", "bias_fat", "bias_muscle")] + [
                 f"{100 * m[r]:.1f}" if r in m else "-" for r in RATE_NAMES] + [
                 f"{entry['train_seconds']:.0f}" if "train_seconds" in entry else "-"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
