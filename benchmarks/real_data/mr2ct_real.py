@@ -43,6 +43,9 @@ from translate.engine.run import fit_recipe  # noqa: E402
 from translate.recipe import load_recipe  # noqa: E402
 
 L1_ONLY = "objective={generator: [{name: pixel, kind: l1, weight: 100.0, mask: valid_mask}], discriminator: []}"
+#: the real recipe's CT critic as it was until 2026-12-06, late (instance norm; the recipe's has none since)
+D_B_INSTANCE = ("model.networks.d_b={name: multiscale, num_scales: 3, channels: 16, n_layers: 3, norm: instance, "
+                "input_windows: [[-160, 240]]}")
 #: row -> (description, recipe, extra overrides)
 ROWS = {
     "pix2pix": ("recipes/mr2ct-real.yaml as shipped (Pix2pix, LSGAN + 100 L1)", "recipes/mr2ct-real.yaml", []),
@@ -60,13 +63,17 @@ ROWS = {
                  "CT of train_b)", "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan-plain": ("the same without the silhouette and bone_void terms (LSGAN both ways, cycle 10, windowed CT "
                        "cycle 10)", "recipes/mr2ct-cyclegan-real.yaml", []),
-    "cyclegan-nobonevoid": ("the recipe until 2026-12-06: without its bone_void term", "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan-nobonevoid": ("the recipe until 2026-12-06: without its bone_void term, the CT critic with instance norm",
+                            "recipes/mr2ct-cyclegan-real.yaml", [D_B_INSTANCE]),
+    "cyclegan-dbinstance": ("the recipe until 2026-12-06, late: the CT critic with instance norm (the bone_void records)",
+                            "recipes/mr2ct-cyclegan-real.yaml", [D_B_INSTANCE]),
     "cyclegan+ngf": ("the recipe + ngf (normalised gradient fields, weight 1, both directions)",
                      "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+mind": ("the recipe + mind (MIND structure consistency inside each source's body mask, weight 10 or --mind-weight, "
                       "both directions)", "recipes/mr2ct-cyclegan-real.yaml", []),
     "cyclegan+bonevoid": ("the recipe's other terms + bone_void (the CT -> MR translation dark, below -0.8, where the CT "
-                          "is above 600 HU) at --bone-void-weight (at 10: the recipe as shipped since 2026-12-06)",
+                          "is above 600 HU) at --bone-void-weight (at 10: the recipe as shipped since 2026-12-06; its "
+                          "records until 2026-12-06, late, had the CT critic of cyclegan-dbinstance)",
                           "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
@@ -77,6 +84,19 @@ EDITS = {
     "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
     "cyclegan+bonevoid": lambda terms: [t for t in terms if t["name"] != "bone_void"] + BONE_VOID,
 }
+
+
+def row_recipe(row: str, data: Path, work: Path, overrides=(), weights=None):
+    """The recipe a row trains: its recipe file with ``data.root``, ``trainer.out_dir``, the row's own overrides,
+    then ``overrides``; its generator objective edited by :data:`EDITS` with the catalogue ``weights``
+    (``{"mind": W, "bone_void": W}``)."""
+    _, recipe_path, own = ROWS[row]
+    recipe = load_recipe(REPO / recipe_path, [f"data.root={data}", f"trainer.out_dir={work}", *own, *overrides])
+    if row in EDITS:
+        tree = recipe.model_dump(mode="json")
+        tree["objective"]["generator"] = [with_weights(term, weights or {}) for term in EDITS[row](tree["objective"]["generator"])]
+        recipe = load_recipe(tree=tree)
+    return recipe
 
 
 def score_network(root: Path, patients, checkpoint: Path, out_dir: Path, tta: str = "none") -> dict:
@@ -125,13 +145,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         if not (args.reuse and (work / "checkpoints" / "last.pt").is_file()):
             shutil.rmtree(work, ignore_errors=True)
-            recipe = load_recipe(REPO / recipe_path, [f"data.root={args.data}", f"trainer.out_dir={work}",
-                                                       *overrides, *args.overrides])
-            if row in EDITS:
-                tree = recipe.model_dump(mode="json")
-                tree["objective"]["generator"] = [with_weights(term, {"mind": args.mind_weight, "bone_void": args.bone_void_weight})
-                                                  for term in EDITS[row](tree["objective"]["generator"])]
-                recipe = load_recipe(tree=tree)
+            recipe = row_recipe(row, args.data, work, args.overrides,
+                                {"mind": args.mind_weight, "bone_void": args.bone_void_weight})
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
             summary = {**summary, "load_average_1min": os.getloadavg()[0]}
             (work / "fit_summary.json").write_text(json.dumps(summary, default=str))
