@@ -136,11 +136,10 @@ def score_prediction(pred: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str,
     from translate.metrics.tissue import SYNTHRAD_CLIP, tissue_mae
 
     ct = data["ct"]
-    sub = {name: (ct >= lower) & (ct < upper) for name, (lower, upper) in SOFT_SUBCLASSES.items()}
+    sub = {name: (ct >= lower) & (ct < upper) & data["region"] for name, (lower, upper) in SOFT_SUBCLASSES.items()}
     rates = hallucination_rates(pred, ct, mask=data["region"])
     error = np.clip(pred, *SYNTHRAD_CLIP).astype(np.float64) - np.clip(ct, *SYNTHRAD_CLIP)
-    bias = {f"bias_{name}": float(error[mask & data["region"]].mean()) if (mask & data["region"]).any() else math.nan
-            for name, mask in sub.items()}
+    bias = {f"bias_{name}": float(error[mask].mean()) if mask.any() else math.nan for name, mask in sub.items()}
     return {**tissue_mae(pred, ct, mask=data["region"], extra_masks={"tumour": data["tumour"], **sub}), **bias,
             **{name: rates[name] for name in RATE_NAMES}}
 
