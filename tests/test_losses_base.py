@@ -7,7 +7,7 @@ import torch
 
 from translate.errors import TranslateError
 from translate.losses.adversarial import Adversarial
-from translate.losses.base import LinearWarmup, MissingTensorError, Objective, build_objective, check_choice
+from translate.losses.base import LinearWarmup, MissingTensorError, Objective, build_objective, build_weight, check_choice
 from translate.losses.gradient import Gradient
 from translate.losses.pixel import Pixel, PixelKind
 
@@ -57,6 +57,17 @@ def test_linear_warmup_weight_follows_step(tensors):
     torch.testing.assert_close(objective(tensors, step=0)[0], 0 * value)
     torch.testing.assert_close(objective(tensors, step=50)[0], 5 * value)
     torch.testing.assert_close(objective(tensors, step=500)[0], 10 * value)
+
+
+def test_linear_warmup_begin_delays_the_ramp():
+    weight = LinearWarmup(10.0, steps=100, begin=1000)
+    assert [weight(s) for s in (0, 999, 1000, 1050, 1100, 5000)] == [0.0, 0.0, 0.0, 5.0, 10.0, 10.0]
+    assert weight(None) == 10.0  # outside training (e.g. reporting the weight): the full value
+    assert LinearWarmup(4.0, steps=0, begin=10)(9) == 0.0 and LinearWarmup(4.0, steps=0, begin=10)(10) == 4.0
+    with pytest.raises(ValueError, match="begin"):
+        LinearWarmup(1.0, steps=10, begin=-1)
+    late = build_weight({"schedule": "linear_warmup", "value": 2, "steps": 10, "begin": 20})
+    assert (late(19), late(25), late(30)) == (0.0, 1.0, 2.0)
 
 
 def test_build_objective_from_recipe_entries(tensors):

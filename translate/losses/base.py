@@ -73,20 +73,28 @@ class Scaled(Schedule):
 
 
 class LinearWarmup(Schedule):
-    """Weight rising linearly from ``start`` to ``value`` over ``steps`` steps, then constant."""
+    """Weight ``start`` until step ``begin``, rising linearly to ``value`` over the next ``steps`` steps, then
+    constant. ``begin`` delays a term until the rest of the objective has shaped the networks (e.g. a
+    consistency term that would fight the first steps of a translation)."""
 
-    def __init__(self, value: float, steps: int, start: float = 0.0):
+    def __init__(self, value: float, steps: int, start: float = 0.0, begin: int = 0):
         if steps < 0:
             raise ValueError(f"LinearWarmup steps must be >= 0, got {steps}")
-        self.value, self.steps, self.start = float(value), int(steps), float(start)
+        if begin < 0:
+            raise ValueError(f"LinearWarmup begin must be >= 0, got {begin}")
+        self.value, self.steps, self.start, self.begin = float(value), int(steps), float(start), int(begin)
 
     def __call__(self, step: int | None) -> float:
-        if step is None or self.steps == 0 or step >= self.steps:
+        if step is None:
             return self.value
-        return self.start + (self.value - self.start) * max(step, 0) / self.steps
+        if step < self.begin:
+            return self.start
+        if self.steps == 0 or step >= self.begin + self.steps:
+            return self.value
+        return self.start + (self.value - self.start) * (step - self.begin) / self.steps
 
     def __repr__(self) -> str:
-        return f"LinearWarmup({self.value}, {self.steps})"
+        return f"LinearWarmup({self.value}, {self.steps}" + (f", begin={self.begin})" if self.begin else ")")
 
 
 class LinearDecay(Schedule):
