@@ -69,6 +69,9 @@ MIND_TERMS = [{"name": "mind", "source": "real_a", "pred": "fake_b", "mask": "bo
               {"name": "mind", "source": "real_b", "pred": "fake_a", "mask": "body_mask_b", "weight": 5.0}]
 #: cortical bone is dark in MR: the CT -> MR translation is below -0.8 (air-like) where the source CT is above 600 HU
 BONE_VOID = [{"name": "bone_void", "source": "real_b", "pred": "fake_a", "weight": 1.0}]
+#: the same term off for the first 3000 steps (from step 0 it made the 3D MR -> CT half worse), then rising to
+#: --bone-void-weight over 1000 steps: the cycle has learned the anatomy before the MR side must keep bone dark
+BONE_VOID_LATE = [{**BONE_VOID[0], "weight": {"schedule": "linear_warmup", "value": 1.0, "steps": 1000, "begin": 3000}}]
 WINDOW_CYCLE = [{"name": "window_pixel", "kind": "l1", "pred": "rec_b", "target": "real_b", "window": [-160, 240],
                  "weight": 10.0}]
 #: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
@@ -172,6 +175,7 @@ ROWS = {
     #: the shipped recipes + bone_void (the fake MR dark where the source CT shows cortical bone)
     "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": BONE_VOID},
     "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
+    "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": BONE_VOID_LATE},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from translate.engine.checks import check_recipe
+from translate.losses.base import build_weight
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import unpaired  # noqa: E402
@@ -22,7 +23,8 @@ def test_row_builds_a_valid_recipe(row, tmp_path):
     assert [t["name"] for t in added] == [t["name"] for t in extra]  # the extra terms come last, in order
     for want, got in zip(extra, added):
         weight = got["weight"]["value"] if isinstance(got["weight"], dict) else got["weight"]
-        assert weight == {"mind": 7.0, "geometry": 2.0}.get(want["name"], want["weight"])
+        default = want["weight"]["value"] if isinstance(want["weight"], dict) else want["weight"]
+        assert weight == {"mind": 7.0, "geometry": 2.0}.get(want["name"], default)
         assert got.get("mask") == want.get("mask")
 
 
@@ -108,6 +110,11 @@ def test_3d_rows(tmp_path):
         assert recipe.objective.generator[:-1] == base.objective.generator
         assert {k: recipe.objective.generator[-1][k] for k in ("name", "pred", "source")} == \
             {"name": "bone_void", "pred": "fake_a", "source": "real_b"}
+    # the late row: the same term, off until step 3000, at --bone-void-weight from step 4000
+    late = row("cyclegan-3d+bonevoid-late", {"bone_void": 10.0})
+    assert late.model == shipped.model and late.objective.generator[:-1] == shipped.objective.generator
+    weight = build_weight(late.objective.generator[-1]["weight"])
+    assert (weight(2999), weight(3500), weight(4000)) == (0.0, 5.0, 10.0)
 
 
 def _record(steps: dict) -> dict:
