@@ -144,7 +144,8 @@ def test_evaluate_prints_table_and_json(trained, tmp_path):
                  "--region", f"labelled={phantom / subject / 'labels.nii.gz'}", "--out", tmp_path / "r.json")
     assert result.exit_code == 0, (result.output, result.exception)
     regional = json.loads((tmp_path / "r.json").read_text())
-    assert {"mae_soft", "mae_bone", "mae_air", "bias_hu", "mae_labelled"} <= set(regional)
+    assert {"mae_soft", "mae_bone", "mae_air", "bias_hu", "bias_soft", "mae_labelled", "bias_labelled"} <= set(regional)
+    assert "bias in labelled (HU)" in result.stdout
     assert regional["voxels_soft"] + regional["voxels_bone"] + regional["voxels_air"] == regional["voxels"]
     one_line_error(run("evaluate", tmp_path / "sct.nii.gz", phantom / subject / "ct.nii.gz", "--region", "x"),
                    "expected NAME=MASK")

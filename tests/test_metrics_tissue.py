@@ -28,6 +28,8 @@ def test_known_values_everywhere():
     assert result["mae_soft"] == pytest.approx((20 + 40 + 5) / 3)  # 0, 300 and -400 are soft
     assert result["mae_bone"] == pytest.approx(100.0)
     assert result["bias_hu"] == pytest.approx((10 - 20 + 40 + 5 + 100 - 30) / 6)
+    assert result["bias_air"] == pytest.approx((10 - 30) / 2)  # signed: a shift, not the spread
+    assert result["bias_soft"] == pytest.approx((-20 + 40 + 5) / 3) and result["bias_bone"] == pytest.approx(100.0)
     assert all(isinstance(v, float) for k, v in result.items() if k.startswith(("mae", "bias")))
     assert all(type(v) is int for k, v in result.items() if k.startswith("voxels"))
 
@@ -40,6 +42,7 @@ def test_mask_extra_masks_and_empty_classes():
     assert result["voxels"] == 3 and result["mae"] == pytest.approx((10 + 20 + 5) / 3)
     assert math.isnan(result["mae_bone"]) and result["voxels_bone"] == 0  # bone voxel is outside the mask
     assert result["voxels_tumour"] == 2 and result["mae_tumour"] == pytest.approx((20 + 5) / 2)
+    assert result["bias_tumour"] == pytest.approx((-20 + 5) / 2) and math.isnan(result["bias_bone"])
     empty = tissue_mae(pred, target, mask=np.zeros_like(mask))
     assert empty["voxels"] == 0 and math.isnan(empty["mae"]) and math.isnan(empty["bias_hu"])
 
@@ -52,3 +55,6 @@ def test_synthrad_clip_and_bad_shapes():
         tissue_mae(np.zeros(3), np.zeros(4))
     with pytest.raises(TranslateError, match="mask"):
         tissue_mae(np.zeros(3), np.zeros(3), mask=np.ones(2))
+    for clash in ("soft", "hu"):  # mae_soft / bias_hu are taken
+        with pytest.raises(TranslateError, match=f"'{clash}'"):
+            tissue_mae(np.zeros(3), np.zeros(3), extra_masks={clash: np.ones(3)})

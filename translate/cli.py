@@ -146,7 +146,9 @@ def evaluate(prediction: Path = typer.Argument(..., help="synthetic CT (HU)"),
         table.add_column(column)
     labels = {"mae_hu": "MAE (HU)", "psnr": "PSNR (dB)", "ssim": "SSIM", "mae_soft": "MAE soft tissue (HU)",
               "mae_bone": "MAE bone > 300 HU", "mae_air": "MAE air < -400 HU", "bias_hu": "bias (HU)",
-              **{f"mae_{name}": f"MAE in {name} (HU)" for name in regions}}
+              "bias_soft": "bias soft tissue (HU)", "bias_bone": "bias bone > 300 HU", "bias_air": "bias air < -400 HU",
+              **{f"{kind}_{name}": f"{kind.upper() if kind == 'mae' else kind} in {name} (HU)"
+                 for name in regions for kind in ("mae", "bias")}}
     if denoise:
         labels.update({"psnr_window": "PSNR [-160, 240] (dB)", "ssim_window": "SSIM [-160, 240]", "psnr_full":
                        "PSNR [-1024, 3000] (dB)", "ssim_full": "SSIM [-1024, 3000] (2D)", "rmse_hu": "RMSE (HU)",

@@ -129,18 +129,16 @@ def training_voxels(root: Path, patients: Iterable[str], normalise: Normalise = 
 
 
 def score_prediction(pred: np.ndarray, data: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """MAE per tissue, in the tumour and in fat and muscle (:data:`SOFT_SUBCLASSES`, with their bias
-    ``bias_fat``, ``bias_muscle``: mean of prediction - CT, NaN where a patient has none) by
+    """MAE and bias (mean of prediction - CT, NaN where a patient has none) per tissue, in the tumour and in fat
+    and muscle (:data:`SOFT_SUBCLASSES`: ``bias_fat``, ``bias_muscle``) by
     :func:`translate.metrics.tissue.tissue_mae`, and the hallucination rates
     (:func:`translate.metrics.hallucination.hallucination_rates`), inside valid & body."""
-    from translate.metrics.tissue import SYNTHRAD_CLIP, tissue_mae
+    from translate.metrics.tissue import tissue_mae
 
     ct = data["ct"]
-    sub = {name: (ct >= lower) & (ct < upper) & data["region"] for name, (lower, upper) in SOFT_SUBCLASSES.items()}
+    sub = {name: (ct >= lower) & (ct < upper) for name, (lower, upper) in SOFT_SUBCLASSES.items()}
     rates = hallucination_rates(pred, ct, mask=data["region"])
-    error = np.clip(pred, *SYNTHRAD_CLIP).astype(np.float64) - np.clip(ct, *SYNTHRAD_CLIP)
-    bias = {f"bias_{name}": float(error[mask].mean()) if mask.any() else math.nan for name, mask in sub.items()}
-    return {**tissue_mae(pred, ct, mask=data["region"], extra_masks={"tumour": data["tumour"], **sub}), **bias,
+    return {**tissue_mae(pred, ct, mask=data["region"], extra_masks={"tumour": data["tumour"], **sub}),
             **{name: rates[name] for name in RATE_NAMES}}
 
 

@@ -18,6 +18,12 @@ Example:
     >>> result = tissue_mae(target + [[[10.0, -20.0, 30.0]]], target)
     >>> result["mae"], result["mae_air"], result["mae_soft"], result["mae_bone"], result["bias_hu"]
     (20.0, 10.0, 20.0, 30.0, 6.666666666666667)
+    >>> result["bias_air"], result["bias_soft"], result["bias_bone"]
+    (10.0, -20.0, 30.0)
+
+The bias of each region tells a shift from noise: a synthetic CT whose soft tissue is 50 HU too dark has a
+soft-tissue MAE of at least 50 HU and a ``bias_soft`` of -50, while one that is right on average but noisy
+has a ``bias_soft`` near 0.
 """
 
 from __future__ import annotations
@@ -52,14 +58,14 @@ def tissue_mae(pred_hu, target_hu, mask=None, extra_masks: Optional[Mapping[str,
         mask: where to score (nonzero = inside), e.g. the pair's ``valid`` mask intersected with
             the body; ``None``: everywhere.
         extra_masks: ``{name: mask}`` regions (e.g. ``{"tumour": ...}``), each intersected with
-            ``mask``; they give ``mae_<name>`` and ``voxels_<name>``.
+            ``mask``; they give ``mae_<name>``, ``bias_<name>`` and ``voxels_<name>``.
         clip: ``(low, high)`` HU applied to both CTs first; ``None`` to compare raw values.
 
     Returns:
-        ``{"mae", "mae_air", "mae_soft", "mae_bone", "bias_hu", "voxels", "voxels_air",
-        "voxels_soft", "voxels_bone", "mae_<name>", "voxels_<name>"}``: MAE and bias (mean of
-        prediction - target) in HU as floats, counts as ints. A region with no voxel has NaN
-        MAE and count 0.
+        ``{"mae", "mae_air", "mae_soft", "mae_bone", "bias_hu", "bias_air", "bias_soft", "bias_bone",
+        "voxels", "voxels_air", "voxels_soft", "voxels_bone", "mae_<name>", "bias_<name>", "voxels_<name>"}``:
+        MAE and bias (mean of prediction - target; ``bias_hu`` over the whole mask) in HU as floats, counts
+        as ints. A region with no voxel has NaN MAE and bias and count 0.
     """
     pred = np.asarray(pred_hu, dtype=np.float64)
     target = np.asarray(target_hu, dtype=np.float64)
@@ -81,14 +87,14 @@ def tissue_mae(pred_hu, target_hu, mask=None, extra_masks: Optional[Mapping[str,
                "_soft": inside & (target >= AIR_BELOW) & (target <= BONE_ABOVE),
                "_bone": inside & (target > BONE_ABOVE)}
     for name, extra in (extra_masks or {}).items():
-        if f"_{name}" in regions:
-            raise TranslateError(f"tissue_mae: extra mask name {name!r} clashes with a tissue class")
+        if f"_{name}" in regions or name == "hu":
+            raise TranslateError(f"tissue_mae: extra mask name {name!r} clashes with a tissue class or with "
+                                 "'bias_hu'; expected another name")
         regions[f"_{name}"] = inside & _as_mask(extra, target.shape, f"mask {name!r}")
     result: Dict[str, float] = {}
     for suffix, region in regions.items():
         result[f"mae{suffix}"] = mean(absolute, region)
-        if suffix == "":
-            result["bias_hu"] = mean(error, region)
+        result[f"bias{suffix or '_hu'}"] = mean(error, region)
     for suffix, region in regions.items():
         result[f"voxels{suffix}"] = int(np.count_nonzero(region))
     return result
