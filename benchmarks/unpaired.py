@@ -149,33 +149,47 @@ ROWS = {
     "cyclegan+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GEOMETRY_WARMUP},
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
                                        "drop": ["mind"], "extra": GEOMETRY_WARMUP},
-    #: the 3D recipe as shipped: U-Net generators and the silhouette term since 2026-12-06
+    #: the 3D recipe as shipped: U-Net generators and the silhouette term since 2026-12-06, bone_void from step 3000
+    #: since that morning
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
+    #: the 3D recipe before it took bone_void (U-Net generators and the silhouette term): the records of `cyclegan-3d`
+    #: made until 2026-12-06 morning
+    "cyclegan-3d-nobonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"]},
     #: the 3D recipe until 2026-12-06 (ResNet generators, 8 channels, 6 blocks; no silhouette term)
-    "cyclegan-3d-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"]},
+    "cyclegan-3d-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D,
+                           "drop": ["silhouette", "bone_void"]},
     #: that recipe with the 2D recipe's generators (16 channels, one stride-2 stage), critics as shipped
-    "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D, "drop": ["silhouette"]},
+    "cyclegan-3d-wide": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": WIDE_3D,
+                         "drop": ["silhouette", "bone_void"]},
     #: the ResNet recipe with the 2D rows' structure terms (NGF at --ngf-weight, MIND at --mind-weight, both directions)
-    "cyclegan-3d+ngf": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"],
-                        "extra": NGF},
-    "cyclegan-3d+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D, "drop": ["silhouette"],
-                         "extra": MIND_TERMS},
-    #: the ResNet generators with the shipped recipe's silhouette term
-    "cyclegan-3d+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D},
+    "cyclegan-3d+ngf": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D,
+                        "drop": ["silhouette", "bone_void"], "extra": NGF},
+    "cyclegan-3d+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D,
+                         "drop": ["silhouette", "bone_void"], "extra": MIND_TERMS},
+    #: the ResNet generators with the silhouette term
+    "cyclegan-3d+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D,
+                               "drop": ["bone_void"]},
     #: U-Net generators without the silhouette term (run as `--rows cyclegan-3d --set <U-Net generators>` before
     #: the recipe took them)
-    "cyclegan-3d-unet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["silhouette"]},
-    #: the name of the records made before the recipe took U-Net generators and the silhouette term: the recipe now
-    "cyclegan-3d-unet+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},
+    "cyclegan-3d-unet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
+                         "drop": ["silhouette", "bone_void"]},
+    #: the name of the records made before the recipe took U-Net generators and the silhouette term: the recipe
+    #: without bone_void
+    "cyclegan-3d-unet+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"]},
     "cyclegan-3d-unet+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
-                               "overrides": ["data.dataset.labels_key=labels"], "drop": ["silhouette"],
+                               "overrides": ["data.dataset.labels_key=labels"], "drop": ["silhouette", "bone_void"],
                                "extra": SHAPE_3D},
     "cyclegan-3d-unet+silhouette+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
-                                         "extra": MIND_TERMS},
-    #: the shipped recipes + bone_void (the fake MR dark where the source CT shows cortical bone)
-    "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": BONE_VOID},
+                                         "drop": ["bone_void"], "extra": MIND_TERMS},
+    #: the recipe without its late bone_void + bone_void from step 0 (the fake MR dark where the source CT shows
+    #: cortical bone)
+    "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"],
+                             "extra": BONE_VOID},
+    #: the recipe's bone_void at --bone-void-weight (at 10: the recipe as shipped; the name of the records made before
+    #: the recipe took it)
+    "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"],
+                                  "extra": BONE_VOID_LATE},
     "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
-    "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": BONE_VOID_LATE},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

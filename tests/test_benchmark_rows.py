@@ -73,18 +73,23 @@ def test_3d_rows(tmp_path):
         return [t["name"] for t in recipe.objective.generator]
 
     shipped, resnet = row("cyclegan-3d"), row("cyclegan-3d-resnet")
-    assert shipped.model.spatial_dims == 3 and terms(shipped)[-1] == "silhouette"
+    assert shipped.model.spatial_dims == 3 and terms(shipped)[-2:] == ["silhouette", "bone_void"]
     assert shipped.model.networks["g_ab"].name == "unet"
+    late = build_weight(shipped.objective.generator[-1]["weight"])  # off until step 3000, 10 from step 4000
+    assert (late(2999), late(3500), late(4000)) == (0.0, 5.0, 10.0)
+    before = row("cyclegan-3d-nobonevoid")  # the recipe until it took bone_void: everything else as shipped
+    assert (before.model, before.data) == (shipped.model, shipped.data)
+    assert before.objective.generator == shipped.objective.generator[:-1]
     # the 3D recipe until 2026-12-06: 8-channel ResNets, no silhouette term, everything else as shipped
     for role in ("g_ab", "g_ba"):
         spec = resnet.model.networks[role].model_dump()
         assert (spec["name"], spec["channels"], spec["n_blocks"]) == ("resnet", 8, 6)
-    assert terms(resnet) == terms(shipped)[:-1] and resnet.data == shipped.data
+    assert terms(resnet) == terms(shipped)[:-2] and resnet.data == shipped.data
     assert resnet.model.networks["d_b"] == shipped.model.networks["d_b"]
     same = row("cyclegan-3d-unet+silhouette")
-    assert (same.model, same.data, same.objective) == (shipped.model, shipped.data, shipped.objective)
+    assert (same.model, same.data, same.objective) == (before.model, before.data, before.objective)
     assert row("cyclegan-3d-unet").model == shipped.model and terms(row("cyclegan-3d-unet")) == terms(resnet)
-    assert terms(row("cyclegan-3d+silhouette")) == terms(shipped)
+    assert terms(row("cyclegan-3d+silhouette")) == terms(before)
     assert row("cyclegan-3d+silhouette").model == resnet.model
     # the 2D recipe's generators on the ResNet recipe
     wide = row("cyclegan-3d-wide")
@@ -104,17 +109,19 @@ def test_3d_rows(tmp_path):
     # the papers' 2D network sizes are never grafted onto a 3D row
     assert not [name for name in unpaired.ROWS if "-3d" in name and name.endswith("-paper")]
     # bone_void on the shipped recipes (3D and 2D): the fake MR read against the real CT, nothing else changed
-    for name, base in (("cyclegan-3d+bonevoid", shipped), ("cyclegan+bonevoid", row("cyclegan"))):
+    for name, base in (("cyclegan-3d+bonevoid", before), ("cyclegan+bonevoid", row("cyclegan"))):
         recipe = row(name)
         assert recipe.model == base.model and recipe.data == base.data
         assert recipe.objective.generator[:-1] == base.objective.generator
         assert {k: recipe.objective.generator[-1][k] for k in ("name", "pred", "source")} == \
             {"name": "bone_void", "pred": "fake_a", "source": "real_b"}
-    # the late row: the same term, off until step 3000, at --bone-void-weight from step 4000
-    late = row("cyclegan-3d+bonevoid-late", {"bone_void": 10.0})
-    assert late.model == shipped.model and late.objective.generator[:-1] == shipped.objective.generator
-    weight = build_weight(late.objective.generator[-1]["weight"])
-    assert (weight(2999), weight(3500), weight(4000)) == (0.0, 5.0, 10.0)
+    assert row("cyclegan-3d+bonevoid").objective.generator[-1]["weight"] == 1.0  # from step 0, not the recipe's
+    # the late row at weight 10 is the recipe (the records made before the recipe took the term); at 3, only the weight
+    as_shipped = row("cyclegan-3d+bonevoid-late", {"bone_void": 10.0})
+    assert (as_shipped.model, as_shipped.data, as_shipped.objective) == (shipped.model, shipped.data, shipped.objective)
+    lighter = row("cyclegan-3d+bonevoid-late", {"bone_void": 3.0}).objective.generator
+    assert lighter[:-1] == shipped.objective.generator[:-1]
+    assert lighter[-1]["weight"] == {**shipped.objective.generator[-1]["weight"], "value": 3.0}
 
 
 def _record(steps: dict) -> dict:
