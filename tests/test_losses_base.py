@@ -66,6 +66,8 @@ def test_linear_warmup_begin_delays_the_ramp():
     assert LinearWarmup(4.0, steps=0, begin=10)(9) == 0.0 and LinearWarmup(4.0, steps=0, begin=10)(10) == 4.0
     with pytest.raises(ValueError, match="begin"):
         LinearWarmup(1.0, steps=10, begin=-1)
+    with pytest.raises(TranslateError, match="objective.weight: LinearWarmup begin must be >= 0"):  # one line, no traceback
+        build_weight({"schedule": "linear_warmup", "value": 2, "steps": 10, "begin": -5}, "objective.weight")
     late = build_weight({"schedule": "linear_warmup", "value": 2, "steps": 10, "begin": 20})
     assert (late(19), late(25), late(30)) == (0.0, 1.0, 2.0)
 

@@ -293,7 +293,7 @@ def build_weight(spec: Any, where: str = "weight") -> Schedule:
             raise TranslateError(f"{where}.schedule: expected one of {sorted(SCHEDULES)}, got {kind!r}")
         try:
             return SCHEDULES[kind](**spec)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise TranslateError(f"{where}: {err}") from None
     try:
         return _as_schedule(spec)
