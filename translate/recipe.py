@@ -152,6 +152,10 @@ class TrainerConfig(_Strict):
     ema: Optional[float] = Field(None, gt=0.0, lt=1.0, description="decay of an exponential moving average of the "
                                  "generator's weights (e.g. 0.999), kept beside them in every checkpoint and used "
                                  "for validation and inference; None = off")
+    rewind_factor: Optional[float] = Field(None, gt=1.0, description="a validation worse than this factor times the "
+                                           "best so far sends the run back to best.pt, on a fresh random stream "
+                                           "(e.g. 1.5; needs val_every); None = off")
+    max_rewinds: int = Field(2, ge=0, description="rewind_factor: at most this many rewinds per run")
 
     @field_validator("device")
     @classmethod

@@ -129,6 +129,23 @@ class RunLogger:
         else:
             print(f"step {step}: {text}", file=sys.stderr, flush=True)
 
+    def rewind(self, step: int, record: Mapping[str, float]) -> None:
+        """The run went back to ``step``: the records after it go (as for a resume), one record says why,
+        and TensorBoard drops its events after that step."""
+        self.metrics.close()
+        self._drop_records_after(step)
+        self.metrics = open(self.out_dir / "metrics.jsonl", "a")
+        self.metrics.write(json.dumps({"step": step, **record}) + "\n")
+        self.metrics.flush()
+        if self.writer is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer.close()
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=step)
+        self._last_time, self._last_step = None, step
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
+
     def message(self, text: str) -> None:
         """One line for the user (e.g. a skipped step), above the progress bar when there is one."""
         if self.progress is not None and self.is_terminal:

@@ -136,7 +136,8 @@ def fit_recipe(recipe: Recipe, *, resume: bool = False, stop_after: Optional[int
         extra_state={"recipe": resolved, "domains": domain_state(domains)}, stop_after=stop_after,
         show_progress=show_progress, validate=validator, val_every=recipe.trainer.val_every,
         best_metric=best_metric, lower_is_better=lower_is_better(best_metric),
-        on_nan=recipe.trainer.on_nan, max_nan_skips=recipe.trainer.max_nan_skips, ema=recipe.trainer.ema)
+        on_nan=recipe.trainer.on_nan, max_nan_skips=recipe.trainer.max_nan_skips, ema=recipe.trainer.ema,
+        rewind_factor=recipe.trainer.rewind_factor, max_rewinds=recipe.trainer.max_rewinds)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False))
     sizes = ", ".join(f"{role} {count_parameters(net):,}" for role, net in model.networks().items())

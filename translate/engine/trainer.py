@@ -114,6 +114,13 @@ class Trainer:
             ``d_t = min(d, (1 + t) / (10 + t))``. Checkpoints keep the raw weights (``networks.model``,
             to resume) and the averaged model (``networks.model_ema``, which validation, inference
             and synthesis use).
+        rewind_factor: a guard against a run that collapses and does not come back: when a
+            validation is worse than ``rewind_factor`` times the best one so far (lower is better;
+            for a higher-is-better metric, below the best divided by it), the run goes back to
+            ``best.pt`` (weights, optimisers, schedule, step) and continues from there on a fresh
+            random stream (other batches, other noise), as large-model training rewinds past a
+            loss spike (Chowdhery et al. 2022, section 5.1). At most ``max_rewinds`` times; the
+            count is kept in checkpoints so ``--resume`` stays exact. ``None``: off.
     """
 
     def __init__(self, *, model: TranslationModel, generator_objective: Objective,
@@ -126,7 +133,8 @@ class Trainer:
                  show_progress: bool = True,
                  validate: Optional[Callable[[TranslationModel, torch.device], Dict[str, float]]] = None,
                  val_every: int = 0, best_metric: str = "val_mae_hu", lower_is_better: bool = True,
-                 on_nan: str = "stop", max_nan_skips: int = 10, ema: Optional[float] = None):
+                 on_nan: str = "stop", max_nan_skips: int = 10, ema: Optional[float] = None,
+                 rewind_factor: Optional[float] = None, max_rewinds: int = 2):
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device)
         self.g_objective = generator_objective.to(self.device)
@@ -150,6 +158,14 @@ class Trainer:
         if ema is not None and not 0.0 < float(ema) < 1.0:
             raise TranslateError(f"trainer.ema: {ema!r}; expected a decay in (0, 1), e.g. 0.999")
         self.ema_decay = None if ema is None else float(ema)
+        if rewind_factor is not None and not float(rewind_factor) > 1.0:
+            raise TranslateError(f"trainer.rewind_factor: {rewind_factor!r}; expected a factor above 1, e.g. 1.5")
+        if rewind_factor is not None and (validate is None or not val_every):
+            raise TranslateError("trainer.rewind_factor needs validations to compare: set trainer.val_every > 0 "
+                                 "(and a val split)")
+        self.rewind_factor = None if rewind_factor is None else float(rewind_factor)
+        self.max_rewinds = int(max_rewinds)
+        self.rewinds = 0  # times the run went back to best.pt (kept in checkpoints: it picks the random stream)
         self._last = None
 
         groups = model.parameter_groups()
@@ -189,7 +205,8 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-            "rng": rng, "best_val": self.best_val, "nan_skips": self.nan_skips, **self.extra_state,
+            "rng": rng, "best_val": self.best_val, "nan_skips": self.nan_skips, "rewinds": self.rewinds,
+            **self.extra_state,
         }
 
     def save(self) -> Path:
@@ -224,17 +241,23 @@ class Trainer:
         self.step = int(state["step"])
         self.best_val = state.get("best_val")
         self.nan_skips = int(state.get("nan_skips", 0))
+        self.rewinds = int(state.get("rewinds", 0))
         self._saved_step = self.step
         self._rng_to_restore = state["rng"]
 
     # ------------------------------------------------------------------ training
     def _loader(self) -> Iterable[Dict[str, Any]]:
-        sampler = StepBatchSampler(len(self.dataset), self.batch_size, seed=self.seed, start_batch=self.step)
+        seed = self._stream_seed()
+        sampler = StepBatchSampler(len(self.dataset), self.batch_size, seed=seed, start_batch=self.step)
         # A private generator keeps DataLoader from drawing on the global RNG, so resumed runs match.
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
-                            generator=torch.Generator().manual_seed(self.seed),
+                            generator=torch.Generator().manual_seed(seed),
                             pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0)
         return iter(loader)
+
+    def _stream_seed(self) -> int:
+        """The seed of the batches (and, after a rewind, of the random state): ``seed`` until the first rewind."""
+        return self.seed + 7919 * self.rewinds
 
     def _to_device(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -384,6 +407,31 @@ class Trainer:
         logger.message(f"step {step}: {what}; update skipped ({self.nan_skips} of at most {self.max_nan_skips})")
         return {"nan_skips": float(self.nan_skips)}
 
+    def _regressed(self, value: Optional[float]) -> bool:
+        """Whether a validation score calls for a rewind to best.pt (``rewind_factor``)."""
+        if self.rewind_factor is None or value is None or self.best_val is None or self.rewinds >= self.max_rewinds:
+            return False
+        if not (self.out_dir / "checkpoints" / "best.pt").is_file():
+            return False
+        if self.lower_is_better:
+            return value > self.rewind_factor * self.best_val
+        return value < self.best_val / self.rewind_factor
+
+    def _rewind(self, value: float, logger: RunLogger) -> None:
+        """Back to best.pt, on a fresh random stream; the records after its step are dropped (the rewind
+        record keeps the score that caused it)."""
+        best = self.out_dir / "checkpoints" / "best.pt"
+        left, rewinds = self.step, self.rewinds + 1
+        self.load(best)
+        self.rewinds = rewinds
+        torch.manual_seed(self._stream_seed())
+        reason = (f"{self.best_metric} {value:.4g} at step {left} is worse than {self.rewind_factor:g} x the best "
+                  f"{self.best_val:.4g} (step {self.step})")
+        logger.rewind(self.step, {"rewound_from": left, f"rewound_{self.best_metric}": value, "rewinds": rewinds})
+        logger.message(f"step {left}: {reason}: rewound to best.pt (step {self.step}) on a fresh random stream "
+                       f"(rewind {rewinds} of at most {self.max_rewinds})")
+        self.save()  # last.pt is the rewound state, so a --resume from here continues the same way
+
     def _run_validation(self, logger: RunLogger) -> Dict[str, float]:
         with self.averaged_weights() as model:
             scores = self.validate(model, self.device)
@@ -409,7 +457,7 @@ class Trainer:
                 torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
         end = self.steps if self.stop_after is None else min(self.steps, self.stop_after)
         logger = RunLogger(self.out_dir, total=self.steps, start=self.step, show_progress=self.show_progress)
-        started, first_step = time.perf_counter(), self.step
+        started, first_step, done = time.perf_counter(), self.step, 0
         last_logs: Dict[str, float] = {}
         try:
             with _StopOnSignal() as stop:
@@ -426,13 +474,18 @@ class Trainer:
                                 buffer.copy_(saved)
                         last_logs, skipped = self._non_finite(fault, logger), True
                     self.step += 1
+                    done += 1
                     lr = self.optimizers["generator"].param_groups[0]["lr"]
                     logger.step(self.step, last_logs, lr=lr,
                                 log=skipped or self.step % self.log_every == 0 or self.step == end)
                     if (self.step % self.image_every == 0 or self.step == end) and self._last is not None:
                         logger.preview(self.step, *self._last)
                     if self.validate is not None and (self.step % self.val_every == 0 or self.step == self.steps):
-                        self._run_validation(logger)
+                        value = self._run_validation(logger).get(self.best_metric)
+                        if self._regressed(value):
+                            self._rewind(value, logger)
+                            batches = self._loader()
+                            continue
                     if self.step % self.checkpoint_every == 0 or self.step == end or stop.signum is not None:
                         self.save()
                     if stop.signum is not None and self.step < end:
@@ -441,7 +494,7 @@ class Trainer:
             logger.close()
         seconds = time.perf_counter() - started
         return {"step": self.step, "seconds": seconds,
-                "steps_per_second": (self.step - first_step) / seconds if seconds > 0 else float("nan"),
+                "steps_per_second": done / seconds if seconds > 0 else float("nan"), "rewinds": self.rewinds,
                 "losses": last_logs, "checkpoint": str(self.out_dir / "checkpoints" / "last.pt"),
                 "nan_skips": self.nan_skips}
 
