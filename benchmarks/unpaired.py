@@ -189,6 +189,10 @@ ROWS = {
     #: the recipe took it)
     "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"],
                                   "extra": BONE_VOID_LATE},
+    #: the 3D recipe as shipped (silhouette, late bone_void) + the 3D shape term: the segmentor knows where the MR's
+    #: bone lies, so the MR -> CT half must draw it
+    "cyclegan-3d+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": ["data.dataset.labels_key=labels"],
+                          "extra": SHAPE_3D},
     "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes

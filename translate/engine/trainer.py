@@ -428,7 +428,7 @@ class Trainer:
         reason = (f"{self.best_metric} {value:.4g} at step {left} is worse than {self.rewind_factor:g} x the best "
                   f"{self.best_val:.4g} (step {self.step})")
         logger.rewind(self.step, {"rewound_from": left, f"rewound_{self.best_metric}": value, "rewinds": rewinds})
-        logger.message(f"step {left}: {reason}: rewound to best.pt (step {self.step}) on a fresh random stream "
+        logger.message(f"{reason}: rewound to best.pt (step {self.step}) on a fresh random stream "
                        f"(rewind {rewinds} of at most {self.max_rewinds})")
         self.save()  # last.pt is the rewound state, so a --resume from here continues the same way
 
