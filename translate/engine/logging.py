@@ -51,15 +51,7 @@ class RunLogger:
     def __init__(self, out_dir: Path, total: int, start: int = 0, show_progress: bool = True):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._drop_records_after(start)
-        self.metrics = open(self.out_dir / "metrics.jsonl", "a")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: events a killed run logged after its last checkpoint are dropped, not doubled
-            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start if start else None)
-        except ImportError:  # tensorboard is a dependency; tolerate minimal installs
-            self.writer = None
+        self._open_from(start)
         self.progress = None
         if show_progress:
             from rich.console import Console
@@ -76,6 +68,19 @@ class RunLogger:
         self._last_time: Optional[float] = None
         self._last_step = start
         self.is_terminal = self.progress is not None and not self.progress.disable
+
+    def _open_from(self, start: int) -> None:
+        """metrics.jsonl and TensorBoard, continuing at ``start``: what was logged after it is dropped
+        (a resumed run, or a rewound one, replays those steps)."""
+        self._drop_records_after(start)
+        self.metrics = open(self.out_dir / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: events logged after ``start`` are dropped, not doubled
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start if start else None)
+        except ImportError:  # tensorboard is a dependency; tolerate minimal installs
+            self.writer = None
 
     def _drop_records_after(self, start: int) -> None:
         """A resumed run replays the steps after its checkpoint: their old records go first."""
@@ -133,15 +138,11 @@ class RunLogger:
         """The run went back to ``step``: the records after it go (as for a resume), one record says why,
         and TensorBoard drops its events after that step."""
         self.metrics.close()
-        self._drop_records_after(step)
-        self.metrics = open(self.out_dir / "metrics.jsonl", "a")
+        if self.writer is not None:
+            self.writer.close()
+        self._open_from(step)
         self.metrics.write(json.dumps({"step": step, **record}) + "\n")
         self.metrics.flush()
-        if self.writer is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer.close()
-            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=step)
         self._last_time, self._last_step = None, step
         if self.progress is not None:
             self.progress.update(self.task, completed=step)
