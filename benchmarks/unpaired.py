@@ -72,6 +72,9 @@ BONE_VOID = [{"name": "bone_void", "source": "real_b", "pred": "fake_a", "weight
 #: the same term off for the first 3000 steps (from step 0 it made the 3D MR -> CT half worse), then rising to
 #: --bone-void-weight over 1000 steps: the cycle has learned the anatomy before the MR side must keep bone dark
 BONE_VOID_LATE = [{**BONE_VOID[0], "weight": {"schedule": "linear_warmup", "value": 1.0, "steps": 1000, "begin": 3000}}]
+#: an MR signal void inside the body (source MR at or below -0.8 inside its closed body) is air or bone in CT:
+#: the synthetic CT is pushed out of the soft-tissue range there (-400..300 HU), both ways left to the other terms
+SIGNAL_VOID = [{"name": "signal_void", "source": "real_a", "pred": "fake_b", "weight": 10.0}]
 WINDOW_CYCLE = [{"name": "window_pixel", "kind": "l1", "pred": "rec_b", "target": "real_b", "window": [-160, 240],
                  "weight": 10.0}]
 #: geometry consistency (GcGAN, Fu et al. 2019): each generator commutes with a random flip of its input, both directions
@@ -194,6 +197,10 @@ ROWS = {
     "cyclegan-3d+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": ["data.dataset.labels_key=labels"],
                           "extra": SHAPE_3D},
     "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
+    #: the recipes as shipped + signal_void at --signal-void-weight: the MR's dark cortex and bowel gas, which the 3D
+    #: model filled with soft tissue, must become bone or air
+    "cyclegan-3d+signalvoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": SIGNAL_VOID},
+    "cyclegan+signalvoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": SIGNAL_VOID},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],
@@ -307,6 +314,8 @@ def main() -> None:
                         "'+ngf' (one term per direction)")
     parser.add_argument("--bone-void-weight", type=float, default=1.0, help="weight of the bone_void term of the "
                         "rows with '+bonevoid'")
+    parser.add_argument("--signal-void-weight", type=float, default=10.0, help="weight of the signal_void term of "
+                        "the rows with '+signalvoid'")
     parser.add_argument("--machine-note", default="", help="added to the machine's description (e.g. what shared it)")
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
@@ -339,7 +348,8 @@ def main() -> None:
         else:
             recipe = row_recipe(row, args.data, out_dir, args.steps, args.set,
                                 {"geometry": args.geometry_weight, "mind": args.mind_weight,
-                                 "ngf": args.ngf_weight, "bone_void": args.bone_void_weight})
+                                 "ngf": args.ngf_weight, "bone_void": args.bone_void_weight,
+                                 "signal_void": args.signal_void_weight})
             trained = not (args.reuse and (out_dir / "checkpoints" / "last.pt").is_file())
             if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)

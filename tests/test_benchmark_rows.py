@@ -122,6 +122,14 @@ def test_3d_rows(tmp_path):
     lighter = row("cyclegan-3d+bonevoid-late", {"bone_void": 3.0}).objective.generator
     assert lighter[:-1] == shipped.objective.generator[:-1]
     assert lighter[-1]["weight"] == {**shipped.objective.generator[-1]["weight"], "value": 3.0}
+    # signal_void on the shipped recipes: the fake CT read against the real MR, appended, nothing else changed
+    for name, base in (("cyclegan-3d+signalvoid", shipped), ("cyclegan+signalvoid", row("cyclegan"))):
+        recipe = row(name, {"signal_void": 4.0})
+        assert recipe.model == base.model and recipe.data == base.data
+        assert recipe.objective.generator[:-1] == base.objective.generator
+        assert recipe.objective.generator[-1] == {"name": "signal_void", "pred": "fake_b", "source": "real_a",
+                                                  "weight": 4.0}
+        assert row(name).objective.generator[-1]["weight"] == 10.0
 
 
 def _record(steps: dict) -> dict:

@@ -7,7 +7,8 @@ import torch
 
 from translate.data.intensity import HUWindow
 from translate.losses import LOSSES, build_objective
-from translate.losses.silhouette import BoneVoid, Silhouette, bone_void_loss, silhouette_loss, source_body
+from translate.losses.silhouette import (BoneVoid, _max_pool, Silhouette, SignalVoid, bone_void_loss, signal_void_loss, signal_voids,
+                                        silhouette_loss, source_body)
 
 CT = HUWindow(-1024.0, 2000.0)
 
@@ -128,3 +129,79 @@ def test_bone_void_catalogue_entry_and_errors():
         BoneVoid(level="dark")
     with pytest.raises(ValueError, match="expected one prediction channel"):
         bone_void_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("shape,size", [((2, 1, 16, 48, 48), 9), ((3, 1, 7, 11, 13), 5), ((2, 1, 40, 33), 9),
+                                        ((1, 1, 5, 5), 3), ((1, 2, 6, 4), 7)])
+def test_max_pool_by_axis_equals_the_box_max_pool(shape, size):
+    torch.manual_seed(0)
+    box = torch.nn.functional.max_pool2d if len(shape) == 4 else torch.nn.functional.max_pool3d
+    for x in ((torch.rand(shape) > 0.7).float(), torch.randn(shape)):
+        assert torch.equal(_max_pool(x, size), box(x, size, stride=1, padding=size // 2))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_signal_voids_are_the_dark_voxels_inside_the_closed_body(dims):
+    mr = _limb(dims=dims)
+    voids = signal_voids(mr, closing=9)
+    ring = (mr == -0.95)
+    assert torch.equal(voids.bool(), ring)                         # the dark cortex, not the air around the limb
+    assert signal_voids(mr, closing=1).sum().item() == 0            # without a closing nothing dark is inside
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_signal_void_costs_the_distance_to_air_or_bone_on_voids_only(dims):
+    mr = _limb(dims=dims)
+    ring = mr == -0.95
+    hu = torch.where(mr > -0.8, 40.0, -1000.0)                     # soft tissue in the body, air outside and in the ring
+    assert signal_void_loss(CT.forward(hu), mr).item() == 0.0       # air in the void: allowed
+    assert signal_void_loss(CT.forward(torch.where(ring, 1200.0, hu)), mr).item() == 0.0   # bone: allowed
+    outside = torch.where(mr == -1.0, 40.0, -1000.0)               # soft tissue everywhere but the body: no void there
+    assert signal_void_loss(CT.forward(torch.where(ring, -1000.0, outside)), mr).item() == 0.0
+    soft = CT.forward(torch.where(ring, 40.0, hu))                  # soft tissue in the void: 260 HU from bone
+    assert signal_void_loss(soft, mr).item() == pytest.approx(260.0 * 2 / 3024, rel=1e-4)
+    fat = CT.forward(torch.where(ring, -300.0, hu))                 # fat-like: 100 HU from air, the nearer bound
+    assert signal_void_loss(fat, mr).item() == pytest.approx(100.0 * 2 / 3024, rel=1e-4)
+    half = torch.where(ring, 40.0, hu)                              # half the void soft tissue, half bone
+    half[(slice(None), slice(None), slice(12, 15)) + (slice(None),) * (dims - 1)] = torch.where(
+        ring[(slice(None), slice(None), slice(12, 15)) + (slice(None),) * (dims - 1)], 1200.0,
+        half[(slice(None), slice(None), slice(12, 15)) + (slice(None),) * (dims - 1)])
+    share = (ring & (CT.forward(half) < CT.forward(torch.tensor(300.0)))).sum() / ring.sum()
+    assert signal_void_loss(CT.forward(half), mr).item() == pytest.approx(share.item() * 260.0 * 2 / 3024, rel=1e-4)
+    assert signal_void_loss(soft, mr, mask=torch.zeros_like(mr)).item() == 0.0
+
+
+def test_signal_void_gradient_pushes_to_the_nearer_bound_and_never_the_source():
+    mr = _limb().requires_grad_()
+    ring = (mr == -0.95).detach()
+    hu = torch.where(ring, 40.0, 0.0)
+    hu[..., 12, :] = torch.where(ring[..., 12, :], -300.0, hu[..., 12, :])   # one row of the ring fat-like
+    pred = CT.forward(hu).requires_grad_()
+    signal_void_loss(pred, mr).backward()
+    assert mr.grad is None                                          # the source is read, never pushed
+    assert (pred.grad[~ring] == 0).all()
+    soft_ring = ring.clone()
+    soft_ring[..., 12, :] = False
+    assert (pred.grad[soft_ring] < 0).all()                         # descent raises soft tissue towards bone
+    assert (pred.grad[..., 12, :][ring[..., 12, :]] > 0).all()      # and lowers fat-like voxels towards air
+    flat = torch.full((1, 1, 16, 16), 0.5)                          # no void at all
+    empty = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    loss = signal_void_loss(empty, flat)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(empty.grad).all()
+
+
+def test_signal_void_catalogue_entry_and_errors():
+    assert LOSSES.get("signal_void") is SignalVoid
+    mr = _limb()
+    soft = CT.forward(torch.where(mr > -1.0, 40.0, -1000.0))
+    total, parts = build_objective([{"name": "signal_void", "weight": 3.0}])({"real_a": mr, "fake_b": soft})
+    assert total.item() == pytest.approx(3 * 260.0 * 2 / 3024, rel=1e-4) and set(parts) == {"signal_void"}
+    with pytest.raises(ValueError, match="signal_void: expected space lower < air_below < bone_above"):
+        SignalVoid(air_below=400.0)
+    with pytest.raises(ValueError, match="signal_void closing: expected an odd number"):
+        SignalVoid(closing=4)
+    with pytest.raises(ValueError, match="signal_void level: expected a number"):
+        SignalVoid(level="dark")
+    with pytest.raises(ValueError, match="expected one prediction channel"):
+        signal_void_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 1, 8, 8))

@@ -21,7 +21,7 @@ from .segmentation import DiceCE, SegANL1
 from .window import WindowPixel
 from .gradient_correlation import GradientCorrelation, NormalizedGradientFields
 from .mind import MIND
-from .silhouette import BoneVoid, Silhouette
+from .silhouette import BoneVoid, Silhouette, SignalVoid
 from .r1 import R1  # noqa: E402
 
 __all__ = [
@@ -36,4 +36,5 @@ __all__ = [
     "MIND",
     "Silhouette",
     "BoneVoid",
+    "SignalVoid",
 ]

@@ -11,7 +11,8 @@ body (cortical bone and tendons, dark in T1, bright or grey in CT) count as body
 Layout: ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
 
 :class:`BoneVoid` is the CT -> MR counterpart for bone: cortical bone is dark in MR, so the MR translation
-of a CT is dark where that CT shows cortical bone.
+of a CT is dark where that CT shows cortical bone. :class:`SignalVoid` is the MR -> CT one: where the source
+MR has no signal inside the body, the CT translation is air or bone, never soft tissue.
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.intensity import HUWindow
-from ..metrics.tissue import AIR_BELOW
+from ..metrics.tissue import AIR_BELOW, BONE_ABOVE
 from .base import LOSSES, Tensors, Term
 from .window import _window
 
 
 def _max_pool(x: Tensor, size: int) -> Tensor:
+    """Maximum over a centred ``size``-voxel square / cube, stride 1, same shape: one 1D pass per axis (the
+    maximum over a box is the maximum of the maxima along each axis), ``size`` instead of ``size ** dims``
+    comparisons per voxel and the same result as one ``max_pool`` over the whole box."""
     pool = F.max_pool2d if x.dim() == 4 else F.max_pool3d
-    return pool(x, size, stride=1, padding=size // 2)
+    spatial = x.dim() - 2
+    for axis in range(spatial):
+        kernel = tuple(size if a == axis else 1 for a in range(spatial))
+        x = pool(x, kernel, stride=1, padding=tuple(k // 2 for k in kernel))
+    return x
 
 
 def _check_one_channel_on_grid(what: str, pred: Tensor, source: Tensor) -> None:
@@ -224,3 +232,111 @@ class BoneVoid(Term):
     def extra_repr(self) -> str:
         return (f"source={self.source!r}, pred={self.pred!r}, threshold={self.threshold}, level={self.level}, "
                 f"mask={self.mask!r}")
+
+
+def signal_voids(source: Tensor, level: float = -0.8, closing: int = 9) -> Tensor:
+    """``(B, 1, *S)`` 0/1 mask of the signal voids inside the body of ``source``: voxels of its centre channel at
+    or below ``level`` that lie inside :func:`source_body` (the body closed by a ``closing``-voxel cube); no gradient.
+
+    Example:
+        >>> mr = torch.full((1, 1, 9, 9), -1.0); mr[..., 1:8, 1:8] = 0.5; mr[..., 4, 4] = -1.0  # a void in a body
+        >>> int(signal_voids(mr, closing=3).sum()), int(signal_voids(mr, closing=1).sum())
+        (1, 0)
+    """
+    centre = source.shape[1] // 2
+    dark = (source[:, centre:centre + 1].detach() <= level).to(source.dtype)
+    return source_body(source, level, closing) * dark
+
+
+def signal_void_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024.0, 2000.0),
+                     air_below: float = AIR_BELOW, bone_above: float = BONE_ABOVE, level: float = -0.8,
+                     closing: int = 9, mask: Tensor | None = None) -> Tensor:
+    r"""Mean distance of a CT translation from the air or bone range where its source MR has a signal void.
+
+    .. math::
+        \mathcal{L} = \frac{1}{|V|} \sum_{v \in V} \min\big(\max(0,\ p_v - w(a)),\ \max(0,\ w(b) - p_v)\big)
+
+    with :math:`V` the :func:`signal_voids` of the source, :math:`p` the translation in network units, :math:`w`
+    the ``ct_hu`` window ``space`` (HU -> network units), :math:`a` = ``air_below`` and :math:`b` = ``bone_above``
+    (HU; the air and bone classes of the hallucination rates). Conventional MR gives no signal from air and from
+    cortical bone (its T2* is far below the echo times), while every soft tissue and fat gives some: a void inside
+    the body is air or bone in CT. A voxel already below ``air_below`` or above ``bone_above`` costs nothing, so the
+    term leaves which of the two, and the HU inside it, to the other terms (critic, cycle, silhouette); a voxel in the
+    soft-tissue range is pushed to the nearer bound. Zero (with a gradient of zeros) where the source has no void.
+
+    Args:
+        pred: CT translation ``(B, 1, *S)`` in the network space of ``space``.
+        source: its source MR ``(B, C, *S)`` in network units (air at -1 under ``mr_robust`` / ``mr_percentile``;
+            2.5D channels: the centre one is read).
+        mask: optional voxel weights ``(B, 1, *S)`` (e.g. where the source has data).
+
+    Example:
+        >>> ct = HUWindow(-1024.0, 2000.0)
+        >>> mr = torch.full((1, 1, 9, 9), -1.0); mr[..., 1:8, 1:8] = 0.5; mr[..., 4, 4] = -1.0  # one void in a body
+        >>> soft, bone = ct.forward(torch.full((1, 1, 9, 9), 40.0)), ct.forward(torch.full((1, 1, 9, 9), 900.0))
+        >>> round(signal_void_loss(soft, mr, closing=3).item() * 3024 / 2), signal_void_loss(bone, mr, closing=3).item()
+        (260, 0.0)
+    """
+    _check_one_channel_on_grid("signal_void_loss", pred, source)
+    window = HUWindow(*_window(space, "signal_void space"))
+    if not window.lower < air_below < bone_above < window.upper:
+        raise ValueError(f"signal_void: expected space lower < air_below < bone_above < space upper, got "
+                         f"{[window.lower, window.upper]}, air_below={air_below!r}, bone_above={bone_above!r}")
+    weights = signal_voids(source, level, closing).to(pred.dtype)
+    if mask is not None:
+        weights = weights * mask.to(pred.dtype).expand_as(weights)
+    air, bone = float(window.forward(torch.tensor(air_below))), float(window.forward(torch.tensor(bone_above)))
+    distance = torch.minimum(F.relu(pred - air), F.relu(bone - pred))
+    return (distance * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+@LOSSES.register("signal_void")
+class SignalVoid(Term):
+    """No MR signal inside the body means air or bone in CT: the MR -> CT translation is outside the soft-tissue
+    range ``(air_below, bone_above)`` HU where its source MR is at or below ``level`` inside the closed body (see
+    :func:`signal_void_loss`). The MR -> CT counterpart of :class:`BoneVoid`: without it an unpaired generator that
+    cannot tell the MR's cortical bone from its bowel gas (both dark) fills both with soft tissue.
+
+    Reads ``pred`` (default ``fake_b``, a ``ct_hu`` image whose window is ``space``) and ``source`` (default
+    ``real_a``); ``mask`` names optional voxel weights.
+
+    Example:
+        >>> ct = HUWindow(-1024.0, 2000.0)
+        >>> mr = torch.full((1, 1, 9, 9), -1.0); mr[..., 1:8, 1:8] = 0.5; mr[..., 4, 4] = -1.0
+        >>> SignalVoid(closing=3).compute({"real_a": mr, "fake_b": ct.forward(torch.full((1, 1, 9, 9), -900.0))}).item()
+        0.0
+    """
+
+    name = "signal_void"
+    requirement = "a source MR and its CT translation (no pair needed)"
+    formula = "mean over MR voids in the body of min(max(0, G(a) - w(-400 HU)), max(0, w(300 HU) - G(a)))"
+    reference = "air and cortical bone give no MR signal, soft tissue and fat do: the MR -> CT half of bone_void"
+
+    def __init__(self, source: str = "real_a", pred: str = "fake_b", space: Sequence[float] = (-1024.0, 2000.0),
+                 air_below: float = AIR_BELOW, bone_above: float = BONE_ABOVE, level: float = -0.8, closing: int = 9,
+                 mask: str | None = None, name: str = "signal_void"):
+        super().__init__(name)
+        for what, value in (("air_below", air_below), ("bone_above", bone_above), ("level", level)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"signal_void {what}: expected a number, got {value!r}")
+        if isinstance(closing, bool) or not isinstance(closing, int) or closing < 1 or closing % 2 == 0:
+            raise ValueError(f"signal_void closing: expected an odd number of voxels >= 1, got {closing!r}")
+        self.space = _window(space, "signal_void space")
+        if not self.space[0] < air_below < bone_above < self.space[1]:
+            raise ValueError(f"signal_void: expected space lower < air_below < bone_above < space upper, got "
+                             f"space {list(self.space)}, air_below {air_below!r}, bone_above {bone_above!r}")
+        self.source, self.pred, self.mask = source, pred, mask
+        self.air_below, self.bone_above = float(air_below), float(bone_above)
+        self.level, self.closing = float(level), closing
+
+    def needs(self) -> Tuple[str, ...]:
+        return (self.source, self.pred) + ((self.mask,) if self.mask else ())
+
+    def compute(self, tensors: Tensors) -> Tensor:
+        mask = tensors[self.mask] if self.mask else None
+        return signal_void_loss(tensors[self.pred], tensors[self.source], self.space, self.air_below,
+                                self.bone_above, self.level, self.closing, mask)
+
+    def extra_repr(self) -> str:
+        return (f"source={self.source!r}, pred={self.pred!r}, air_below={self.air_below}, "
+                f"bone_above={self.bone_above}, level={self.level}, closing={self.closing}, mask={self.mask!r}")
