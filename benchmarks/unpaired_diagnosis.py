@@ -281,6 +281,57 @@ def bone(args) -> None:
     out.write_text(json.dumps(record, indent=1) + "\n")
 
 
+@torch.no_grad()
+def cycle(args) -> None:
+    """Does the CT cycle hide bone in a faint signal of the fake MR (steganography)? For each checkpoint, on training
+    CT samples holding cortical bone (> 600 HU): the median HU that ``g_ab(g_ba(b))`` gives the bone, the same with
+    Gaussian noise added to the fake MR, and with the fake MR at the bone set to a flat -0.95 (the real MR's voids);
+    and the median HU ``g_ab`` gives the signal voids of training MR samples (``signal_voids``) ->
+    ``unpaired_cycle_probe.json`` (each checkpoint's entry, with the command that made it, replaced)."""
+    from translate.data.intensity import HUWindow
+    from translate.losses.silhouette import signal_voids
+
+    out = OUT.with_name("unpaired_cycle_probe.json")
+    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
+    record["what"] = ("median HU of the CT cycle g_ab(g_ba(b)) at cortical bone (> 600 HU) of training CT samples: as is, "
+                      "with Gaussian noise of sd sigma (MR network units) on the fake MR, with the fake MR at the bone set "
+                      "to -0.95; median HU of g_ab on the signal voids of training MR samples")
+    for checkpoint in args.checkpoints:
+        torch.manual_seed(0)
+        recipe, domains, model, dataset, step = _trained(Path(checkpoint))
+        window = domains["b"].intensity.window
+        hu = HUWindow(window.lower, window.upper)
+        cortex_at = float(hu.forward(torch.tensor(600.0)))
+        real_b, real_a = [], []
+        for i in range(0, len(dataset), args.stride):
+            item = dataset[i]
+            if int((item["real_b"] > cortex_at).sum()) >= args.min_voxels:
+                real_b.append(item["real_b"])
+                real_a.append(item["real_a"])
+            if len(real_b) == args.samples:
+                break
+        real_b, real_a = torch.stack(real_b), torch.stack(real_a)
+        bone = real_b > cortex_at
+        fake_a = model.g_ba(real_b)
+
+        def median_hu(ct, where):
+            return round(float(hu.inverse(ct)[where].median()), 1)
+
+        entry = {"real_ct_at_bone": median_hu(real_b, bone), "fake_mr_at_bone": round(float(fake_a[bone].mean()), 4),
+                 "cycle_at_bone": median_hu(model.g_ab(fake_a), bone)}
+        for sigma in (0.02, 0.05, 0.1):
+            entry[f"cycle_at_bone_noise_{sigma}"] = median_hu(model.g_ab(fake_a + sigma * torch.randn_like(fake_a)), bone)
+        entry["cycle_at_bone_flat_mr"] = median_hu(model.g_ab(torch.where(bone, torch.full_like(fake_a, -0.95), fake_a)),
+                                                   bone)
+        voids = signal_voids(real_a) > 0
+        entry["g_ab_at_mr_voids"] = median_hu(model.g_ab(real_a), voids)
+        entry.update(samples=len(real_b), sample_shape=list(real_b.shape[1:]), step=step,
+                     command=" ".join(["python", *sys.argv]), date=time.strftime("%Y-%m-%d %H:%M"))
+        record["checkpoints"][str(checkpoint)] = entry
+        print(checkpoint, entry, flush=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def baseline(args) -> None:
     """The lookup-table baseline of the unpaired table (``mr2ct_ablation.lut_baseline``: mean training CT
     per bin of normalised MR, fitted on the pairs of all training subjects), scored on the val subjects."""
@@ -387,12 +438,17 @@ def main() -> None:
     b.add_argument("checkpoints", nargs="+")
     b.add_argument("--samples", type=int, default=48, help="training CT samples holding bone to score")
     b.add_argument("--min-voxels", type=int, default=100, help="bone voxels a sample needs")
+    y = sub.add_parser("cycle", help="does the CT cycle hide bone in the fake MR? per checkpoint")
+    y.add_argument("checkpoints", nargs="+")
+    y.add_argument("--samples", type=int, default=24, help="training CT samples holding cortical bone")
+    y.add_argument("--min-voxels", type=int, default=50, help="cortical bone voxels a sample needs")
+    y.add_argument("--stride", type=int, default=7, help="every stride-th training sample is looked at")
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
     {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta,
-     "tissues": tissues, "bone": bone}[args.action](args)
+     "tissues": tissues, "bone": bone, "cycle": cycle}[args.action](args)
 
 
 if __name__ == "__main__":
