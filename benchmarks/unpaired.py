@@ -201,6 +201,9 @@ ROWS = {
     #: model filled with soft tissue, must become bone or air
     "cyclegan-3d+signalvoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": SIGNAL_VOID},
     "cyclegan+signalvoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": SIGNAL_VOID},
+    #: the 3D recipe with generators without dropout (the pix2pix U-Net's noise source; CycleGAN's ResNets have none)
+    "cyclegan-3d-nodropout": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
+                              "overrides": ["model.networks.g_ab.dropout=0.0", "model.networks.g_ba.dropout=0.0"]},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

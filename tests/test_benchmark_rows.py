@@ -130,6 +130,13 @@ def test_3d_rows(tmp_path):
         assert recipe.objective.generator[-1] == {"name": "signal_void", "pred": "fake_b", "source": "real_a",
                                                   "weight": 4.0}
         assert row(name).objective.generator[-1]["weight"] == 10.0
+    # the 3D recipe without the generators' dropout: nothing else changed
+    nodrop = row("cyclegan-3d-nodropout")
+    assert (nodrop.data, nodrop.objective) == (shipped.data, shipped.objective)
+    for role in ("g_ab", "g_ba"):
+        assert shipped.model.networks[role].dropout == 0.5 and nodrop.model.networks[role].dropout == 0.0
+        assert nodrop.model.networks[role].model_copy(update={"dropout": 0.5}) == shipped.model.networks[role]
+    assert nodrop.model.networks["d_b"] == shipped.model.networks["d_b"]
 
 
 def _record(steps: dict) -> dict:
