@@ -38,3 +38,7 @@ def test_the_unpaired_rows_differ_from_the_shipped_recipe_only_as_described(tiny
     weighted = _recipe("cyclegan+bonevoid", tiny_real_unpaired, tmp_path, {"bone_void": 30.0})
     assert weighted.model == shipped.model
     assert [(t["name"], t["weight"]) for t in weighted.objective.generator if t["name"] == "bone_void"] == [("bone_void", 30.0)]
+    voids = _recipe("cyclegan+signalvoid", tiny_real_unpaired, tmp_path, {"signal_void": 3.0})
+    assert voids.model == shipped.model and voids.data == shipped.data
+    assert voids.objective.generator[:-1] == shipped.objective.generator
+    assert voids.objective.generator[-1] == {"name": "signal_void", "source": "real_a", "pred": "fake_b", "weight": 3.0}

@@ -34,7 +34,7 @@ from baselines import RATE_NAMES, REGIONS, load_patient, run_baselines, score_pr
 
 sys.path.insert(0, str(HERE.parent))
 from mr2ct_ablation import cpu_name  # noqa: E402
-from unpaired import BONE_VOID, MIND_TERMS, NGF, with_weights  # noqa: E402  (the phantom rows' terms)
+from unpaired import BONE_VOID, MIND_TERMS, NGF, SIGNAL_VOID, with_weights  # noqa: E402  (the phantom rows' terms)
 
 from translate.data.io import image_to_array, read_volume  # noqa: E402
 from translate.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -75,6 +75,9 @@ ROWS = {
                           "is above 600 HU) at --bone-void-weight (at 10: the recipe as shipped since 2026-12-06; its "
                           "records until 2026-12-06, late, had the CT critic of cyclegan-dbinstance)",
                           "recipes/mr2ct-cyclegan-real.yaml", []),
+    "cyclegan+signalvoid": ("the recipe + signal_void (the synthetic CT out of the soft-tissue range, -400..300 HU, where "
+                            "the MR has no signal inside the limb) at --signal-void-weight",
+                            "recipes/mr2ct-cyclegan-real.yaml", []),
 }
 #: a row's change to its recipe's generator objective (the list of term specs) -> the terms it trains with
 EDITS = {
@@ -83,13 +86,14 @@ EDITS = {
     "cyclegan+ngf": lambda terms: terms + NGF,
     "cyclegan+mind": lambda terms: terms + MIND_TERMS,  # weighted by --mind-weight
     "cyclegan+bonevoid": lambda terms: [t for t in terms if t["name"] != "bone_void"] + BONE_VOID,
+    "cyclegan+signalvoid": lambda terms: terms + SIGNAL_VOID,
 }
 
 
 def row_recipe(row: str, data: Path, work: Path, overrides=(), weights=None):
     """The recipe a row trains: its recipe file with ``data.root``, ``trainer.out_dir``, the row's own overrides,
     then ``overrides``; its generator objective edited by :data:`EDITS` with the catalogue ``weights``
-    (``{"mind": W, "bone_void": W}``)."""
+    (``{"mind": W, "bone_void": W, "signal_void": W}``)."""
     _, recipe_path, own = ROWS[row]
     recipe = load_recipe(REPO / recipe_path, [f"data.root={data}", f"trainer.out_dir={work}", *own, *overrides])
     if row in EDITS:
@@ -130,6 +134,8 @@ def main(argv=None) -> int:
                         "cyclegan+mind row (one per direction)")
     parser.add_argument("--bone-void-weight", type=float, default=1.0, help="weight of the bone_void term of the "
                         "cyclegan+bonevoid row")
+    parser.add_argument("--signal-void-weight", type=float, default=10.0, help="weight of the signal_void term of "
+                        "the cyclegan+signalvoid row")
     parser.add_argument("overrides", nargs="*", help="recipe overrides applied to every network row")
     args = parser.parse_args(argv)
     split = json.loads((args.data / "split.json").read_text())
@@ -146,7 +152,8 @@ def main(argv=None) -> int:
         if not (args.reuse and (work / "checkpoints" / "last.pt").is_file()):
             shutil.rmtree(work, ignore_errors=True)
             recipe = row_recipe(row, args.data, work, args.overrides,
-                                {"mind": args.mind_weight, "bone_void": args.bone_void_weight})
+                                {"mind": args.mind_weight, "bone_void": args.bone_void_weight,
+                                 "signal_void": args.signal_void_weight})
             summary = fit_recipe(recipe, show_progress=False, announce=lambda text: print(text, flush=True))
             summary = {**summary, "load_average_1min": os.getloadavg()[0]}
             (work / "fit_summary.json").write_text(json.dumps(summary, default=str))
