@@ -332,6 +332,47 @@ def cycle(args) -> None:
     out.write_text(json.dumps(record, indent=1) + "\n")
 
 
+def voids(args) -> None:
+    """What the MR's signal voids (``signal_voids``: at or below -0.8 inside the closed body, the silhouette's level
+    and closing) are in the registered real CT, on the val and test subjects of the phantom (3D, as the 3D recipe
+    closes, and slice by slice, as the 2D recipes do) and of the real limbs (slice by slice, inside the MR's valid
+    mask) -> ``unpaired_voids.json``: the share of air (< -400 HU), soft tissue or fat and bone (> 300 HU)."""
+    import nibabel as nib
+
+    from translate.data.domains import build_intensity
+    from translate.losses.silhouette import signal_voids
+
+    def share(root: Path, spec: dict, dims: int, valid: bool) -> dict:
+        intensity, split = build_intensity(spec), json.loads((root / "split.json").read_text())
+        counts = {"air": 0, "soft_or_fat": 0, "bone": 0}
+        for subject in split["val"] + split["test"]:
+            mr = nib.load(str(root / subject / "mr.nii.gz")).get_fdata().astype(np.float32)
+            ct = nib.load(str(root / subject / "ct.nii.gz")).get_fdata().astype(np.float32)
+            inside = nib.load(str(root / subject / "valid.nii.gz")).get_fdata() > 0 if valid else None
+            x = torch.as_tensor(intensity.forward(mr, intensity.fit(mr, inside))[0])
+            if dims == 3:
+                mask = signal_voids(x[None, None])[0, 0].numpy() > 0
+            else:  # axial slices: the last axis of the nibabel array
+                mask = np.stack([signal_voids(x[..., k][None, None])[0, 0].numpy() > 0 for k in range(x.shape[-1])], -1)
+            if inside is not None:
+                mask &= inside
+            hu = ct[mask]
+            counts["air"] += int((hu < -400).sum())
+            counts["bone"] += int((hu > 300).sum())
+            counts["soft_or_fat"] += int(((hu >= -400) & (hu <= 300)).sum())
+        total = sum(counts.values())
+        return {"voxels": total, **{k: round(100.0 * v / max(total, 1), 1) for k, v in counts.items()}}
+
+    record = {"what": "share (%) of the MR's signal voids inside the body that the registered CT shows as air "
+                      "(< -400 HU), soft tissue or fat, and bone (> 300 HU); val + test subjects",
+              "command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "phantom, 3D": share(args.phantom, {"name": "mr_percentile", "lower": 0.5, "upper": 99.5}, 3, False),
+              "phantom, slices": share(args.phantom, {"name": "mr_percentile", "lower": 0.5, "upper": 99.5}, 2, False),
+              "real limbs (ibsi_sts), slices": share(args.real, {"name": "mr_robust", "upper": 99.0}, 2, True)}
+    OUT.with_name("unpaired_voids.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
 def baseline(args) -> None:
     """The lookup-table baseline of the unpaired table (``mr2ct_ablation.lut_baseline``: mean training CT
     per bin of normalised MR, fitted on the pairs of all training subjects), scored on the val subjects."""
@@ -443,12 +484,15 @@ def main() -> None:
     y.add_argument("--samples", type=int, default=24, help="training CT samples holding cortical bone")
     y.add_argument("--min-voxels", type=int, default=50, help="cortical bone voxels a sample needs")
     y.add_argument("--stride", type=int, default=7, help="every stride-th training sample is looked at")
+    v = sub.add_parser("voids", help="what the MR's signal voids are in the real CT (phantom and real limbs)")
+    v.add_argument("--phantom", type=Path, default=DATA)
+    v.add_argument("--real", type=Path, default=REPO / "data" / "ibsi_paired")
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
     {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta,
-     "tissues": tissues, "bone": bone, "cycle": cycle}[args.action](args)
+     "tissues": tissues, "bone": bone, "cycle": cycle, "voids": voids}[args.action](args)
 
 
 if __name__ == "__main__":
