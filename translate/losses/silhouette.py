@@ -295,7 +295,9 @@ class SignalVoid(Term):
     """No MR signal inside the body means air or bone in CT: the MR -> CT translation is outside the soft-tissue
     range ``(air_below, bone_above)`` HU where its source MR is at or below ``level`` inside the closed body (see
     :func:`signal_void_loss`). The MR -> CT counterpart of :class:`BoneVoid`: without it an unpaired generator that
-    cannot tell the MR's cortical bone from its bowel gas (both dark) fills both with soft tissue.
+    cannot tell the MR's cortical bone from its bowel gas (both dark) fills both with soft tissue. Measured on the
+    phantom's 3D recipe and the real limbs, it made things worse (the voids became air; README, "signal_void"), so
+    no shipped recipe uses it.
 
     Reads ``pred`` (default ``fake_b``, a ``ct_hu`` image whose window is ``space``) and ``source`` (default
     ``real_a``); ``mask`` names optional voxel weights.
