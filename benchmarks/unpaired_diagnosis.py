@@ -232,6 +232,20 @@ def probe(args) -> None:
 
 
 @torch.no_grad()
+def _samples_above(dataset, level: float, min_voxels: int, samples: int, stride: int = 1):
+    """``(real_b, real_a)``: the first ``samples`` training items (every ``stride``-th) whose CT sample has at least
+    ``min_voxels`` voxels above ``level`` (network units), each stacked with the MR sample of the same item."""
+    real_b, real_a = [], []
+    for i in range(0, len(dataset), stride):
+        item = dataset[i]
+        if int((item["real_b"] > level).sum()) >= min_voxels:
+            real_b.append(item["real_b"])
+            real_a.append(item["real_a"])
+        if len(real_b) == samples:
+            break
+    return torch.stack(real_b), torch.stack(real_a)
+
+
 def bone(args) -> None:
     """Does the CT critic ``d_b`` of each checkpoint care about bone? Its mean score on training CT samples that
     hold bone (> 300 HU), on the same samples with that bone set to soft tissue (40 HU), and on the generator's
@@ -253,15 +267,7 @@ def bone(args) -> None:
         # HU levels in the CT's network units: bone, cortical bone, the soft tissue bone is set to, soft tissue's range
         bone_at, cortex_at, soft, soft_lo, soft_hi = (
             float(v) for v in HUWindow(window.lower, window.upper).forward(torch.tensor([300.0, 600.0, 40.0, 0.0, 100.0])))
-        real, fake_src = [], []
-        for i in range(len(dataset)):
-            item = dataset[i]
-            if int((item["real_b"] > bone_at).sum()) >= args.min_voxels:
-                real.append(item["real_b"])
-                fake_src.append(item["real_a"])
-            if len(real) == args.samples:
-                break
-        real_b, real_a = torch.stack(real), torch.stack(fake_src)
+        real_b, real_a = _samples_above(dataset, bone_at, args.min_voxels, args.samples)
         nobone = torch.where(real_b > bone_at, torch.full_like(real_b, soft), real_b)
         scores = {"real": _critic_mean(model.d_b, real_b), "real_bone_to_soft": _critic_mean(model.d_b, nobone),
                   "own_translations": _critic_mean(model.d_b, model.g_ab(real_a))}
@@ -272,7 +278,7 @@ def bone(args) -> None:
                              ("fake_mr_at_soft_tissue", (real_b > soft_lo) & (real_b < soft_hi))):
             entry[name] = round(float(fake_a[inside].mean()), 4)
         entry.update(real_above_bone_to_soft=round(float((scores["real"] > scores["real_bone_to_soft"]).float().mean()), 3),
-                     samples=len(real), sample_shape=list(real_b.shape[1:]), step=step,
+                     samples=len(real_b), sample_shape=list(real_b.shape[1:]), step=step,
                      d_b=recipe.model.networks["d_b"].model_dump(exclude_none=True),
                      discriminator_lr=recipe.optim.discriminator.lr, command=" ".join(["python", *sys.argv]),
                      date=time.strftime("%Y-%m-%d %H:%M"))
@@ -302,15 +308,7 @@ def cycle(args) -> None:
         window = domains["b"].intensity.window
         hu = HUWindow(window.lower, window.upper)
         cortex_at = float(hu.forward(torch.tensor(600.0)))
-        real_b, real_a = [], []
-        for i in range(0, len(dataset), args.stride):
-            item = dataset[i]
-            if int((item["real_b"] > cortex_at).sum()) >= args.min_voxels:
-                real_b.append(item["real_b"])
-                real_a.append(item["real_a"])
-            if len(real_b) == args.samples:
-                break
-        real_b, real_a = torch.stack(real_b), torch.stack(real_a)
+        real_b, real_a = _samples_above(dataset, cortex_at, args.min_voxels, args.samples, args.stride)
         bone = real_b > cortex_at
         fake_a = model.g_ba(real_b)
 

@@ -41,6 +41,17 @@ def _max_pool(x: Tensor, size: int) -> Tensor:
     return x
 
 
+def _check_numbers(term: str, **values) -> None:
+    for what, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{term} {what}: expected a number, got {value!r}")
+
+
+def _check_closing(term: str, closing) -> None:
+    if isinstance(closing, bool) or not isinstance(closing, int) or closing < 1 or closing % 2 == 0:
+        raise ValueError(f"{term} closing: expected an odd number of voxels >= 1, got {closing!r}")
+
+
 def _check_one_channel_on_grid(what: str, pred: Tensor, source: Tensor) -> None:
     if pred.shape[1] != 1 or pred.shape[0] != source.shape[0] or pred.shape[2:] != source.shape[2:]:
         raise ValueError(f"{what}: prediction of shape {tuple(pred.shape)} and source of shape "
@@ -131,13 +142,10 @@ class Silhouette(Term):
                  threshold: float = AIR_BELOW, temperature: float = 50.0, level: float = -0.8, closing: int = 9,
                  mask: str | None = None, name: str = "silhouette"):
         super().__init__(name)
-        for what, value in (("threshold", threshold), ("temperature", temperature), ("level", level)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"silhouette {what}: expected a number, got {value!r}")
+        _check_numbers("silhouette", threshold=threshold, temperature=temperature, level=level)
         if not temperature > 0:
             raise ValueError(f"silhouette temperature: expected a positive number of HU, got {temperature!r}")
-        if isinstance(closing, bool) or not isinstance(closing, int) or closing < 1 or closing % 2 == 0:
-            raise ValueError(f"silhouette closing: expected an odd number of voxels >= 1, got {closing!r}")
+        _check_closing("silhouette", closing)
         self.space = _window(space, "silhouette space")
         self.source, self.pred, self.mask = source, pred, mask
         self.threshold, self.temperature, self.level, self.closing = float(threshold), float(temperature), float(level), closing
@@ -213,9 +221,7 @@ class BoneVoid(Term):
     def __init__(self, source: str = "real_b", pred: str = "fake_a", space: Sequence[float] = (-1024.0, 2000.0),
                  threshold: float = 600.0, level: float = -0.8, mask: str | None = None, name: str = "bone_void"):
         super().__init__(name)
-        for what, value in (("threshold", threshold), ("level", level)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"bone_void {what}: expected a number, got {value!r}")
+        _check_numbers("bone_void", threshold=threshold, level=level)
         self.space = _window(space, "bone_void space")
         if not self.space[0] < threshold < self.space[1]:
             raise ValueError(f"bone_void threshold: expected a HU value inside space {list(self.space)}, got {threshold!r}")
@@ -248,6 +254,15 @@ def signal_voids(source: Tensor, level: float = -0.8, closing: int = 9) -> Tenso
     return source_body(source, level, closing) * dark
 
 
+def _signal_void_window(space: Sequence[float], air_below: float, bone_above: float) -> HUWindow:
+    """The ``ct_hu`` window ``space``, once ``air_below`` < ``bone_above`` are checked to lie inside it."""
+    window = HUWindow(*_window(space, "signal_void space"))
+    if not window.lower < air_below < bone_above < window.upper:
+        raise ValueError(f"signal_void: expected space lower < air_below < bone_above < space upper, got "
+                         f"space {[window.lower, window.upper]}, air_below {air_below!r}, bone_above {bone_above!r}")
+    return window
+
+
 def signal_void_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-1024.0, 2000.0),
                      air_below: float = AIR_BELOW, bone_above: float = BONE_ABOVE, level: float = -0.8,
                      closing: int = 9, mask: Tensor | None = None) -> Tensor:
@@ -278,10 +293,7 @@ def signal_void_loss(pred: Tensor, source: Tensor, space: Sequence[float] = (-10
         (260, 0.0)
     """
     _check_one_channel_on_grid("signal_void_loss", pred, source)
-    window = HUWindow(*_window(space, "signal_void space"))
-    if not window.lower < air_below < bone_above < window.upper:
-        raise ValueError(f"signal_void: expected space lower < air_below < bone_above < space upper, got "
-                         f"{[window.lower, window.upper]}, air_below={air_below!r}, bone_above={bone_above!r}")
+    window = _signal_void_window(space, air_below, bone_above)
     weights = signal_voids(source, level, closing).to(pred.dtype)
     if mask is not None:
         weights = weights * mask.to(pred.dtype).expand_as(weights)
@@ -318,15 +330,10 @@ class SignalVoid(Term):
                  air_below: float = AIR_BELOW, bone_above: float = BONE_ABOVE, level: float = -0.8, closing: int = 9,
                  mask: str | None = None, name: str = "signal_void"):
         super().__init__(name)
-        for what, value in (("air_below", air_below), ("bone_above", bone_above), ("level", level)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"signal_void {what}: expected a number, got {value!r}")
-        if isinstance(closing, bool) or not isinstance(closing, int) or closing < 1 or closing % 2 == 0:
-            raise ValueError(f"signal_void closing: expected an odd number of voxels >= 1, got {closing!r}")
-        self.space = _window(space, "signal_void space")
-        if not self.space[0] < air_below < bone_above < self.space[1]:
-            raise ValueError(f"signal_void: expected space lower < air_below < bone_above < space upper, got "
-                             f"space {list(self.space)}, air_below {air_below!r}, bone_above {bone_above!r}")
+        _check_numbers("signal_void", air_below=air_below, bone_above=bone_above, level=level)
+        _check_closing("signal_void", closing)
+        window = _signal_void_window(space, air_below, bone_above)
+        self.space = (window.lower, window.upper)
         self.source, self.pred, self.mask = source, pred, mask
         self.air_below, self.bone_above = float(air_below), float(bone_above)
         self.level, self.closing = float(level), closing
