@@ -99,8 +99,9 @@ WIDE_3D = ["model.networks.g_ab={name: resnet, channels: 16, n_blocks: 6, n_down
 UNET16_3D = ["model.networks.g_ab.channels=[16, 32, 64, 128]", "model.networks.g_ba.channels=[16, 32, 64, 128]"]
 #: and four times as wide (32-64-128-256): 0.084 s forward and backward
 UNET32_3D = ["model.networks.g_ab.channels=[32, 64, 128, 256]", "model.networks.g_ba.channels=[32, 64, 128, 256]"]
-#: MONAI's residual U-Net (two residual units per level, 16-32-64-128) as the 3D generators: eight 3x3x3 convolutions
-#: per level where the pix2pix U-Net has one 4x4x4, for more depth and receptive field at each scale
+#: MONAI's residual U-Net (num_res_units 2, 16-32-64-128) as the 3D generators: each encoder level is a residual unit of
+#: two 3x3x3 convolutions and each decoder level adds one after its upsampling, where the pix2pix U-Net has one 4x4x4
+#: convolution per level: more depth at each scale
 RESUNET_3D = ["model.networks.g_ab={name: monai_unet, channels: [16, 32, 64, 128], num_res_units: 2}",
               f"model.networks.g_ba={{name: monai_unet, channels: [16, 32, 64, 128], num_res_units: 2, "
               f"{CT_WINDOW}}}"]
