@@ -5,7 +5,8 @@ Rows:
 * ``2d-256``: ``recipes/mr2ct-cyclegan.yaml`` with the paper's networks: ResNet generators with 64
   channels and 9 residual blocks at 256^2, 70x70 PatchGAN critics with 64 channels; batch 1.
 * ``3d-64``: ``recipes/mr2ct-cyclegan-3d.yaml`` (its own U-Net / PatchGAN widths; 8-channel ResNets until
-  2026-12-06: ``3d-64-resnet``, with the objective as shipped) on 64^3 patches; batch 1.
+  2026-12-06: ``3d-64-resnet``, 8-16-32-64 U-Nets until that night: ``3d-64-unet8``, each with the objective as
+  shipped) on 64^3 patches; batch 1.
 
 Everything is built from the recipe by the toolkit (``build_model``, ``build_objectives``,
 ``Trainer``); only the batch is synthetic (random images of the right shapes, so no data files are
@@ -42,6 +43,10 @@ ROWS = {
                              "model.networks.d_b={name: patchgan, channels: 64, n_layers: 3, norm: instance}"]},
     "3d-64": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
               "overrides": ["data.dataset.patch_size=[64, 64, 64]"]},
+    #: the 3D recipe's U-Net generators from 2026-12-06 to that night (8-16-32-64; 16-32-64-128 since)
+    "3d-64-unet8": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
+                    "overrides": ["data.dataset.patch_size=[64, 64, 64]", "model.networks.g_ab.channels=[8, 16, 32, 64]",
+                                  "model.networks.g_ba.channels=[8, 16, 32, 64]"]},
     #: the 3D recipe's generators until 2026-12-06 (8-channel ResNets, 6 blocks); the objective as shipped
     "3d-64-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
                      "overrides": ["data.dataset.patch_size=[64, 64, 64]",

@@ -104,6 +104,11 @@ def unet_channels_3d(stem: int) -> list:
     return [f"model.networks.{role}.channels={channels}" for role in ("g_ab", "g_ba")]
 
 
+#: the 3D recipe's U-Net generators until 2026-12-06 night (8-16-32-64; 16-32-64-128 since): every 3D row recorded
+#: with "the recipe" before then carries them, so its record stays reproducible
+UNET8_3D = unet_channels_3d(8)
+
+
 #: MONAI's residual U-Net (num_res_units 2, 16-32-64-128) as the 3D generators: each encoder level is a residual unit of
 #: two 3x3x3 convolutions and each decoder level adds one after its upsampling, where the pix2pix U-Net has one 4x4x4
 #: convolution per level: more depth at each scale
@@ -169,11 +174,12 @@ ROWS = {
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
                                        "drop": ["mind"], "extra": GEOMETRY_WARMUP},
     #: the 3D recipe as shipped: U-Net generators and the silhouette term since 2026-12-06, bone_void from step 3000
-    #: since that morning
+    #: since that morning, 9000 steps since noon, 16-channel U-Nets since night
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
     #: the 3D recipe before it took bone_void (U-Net generators and the silhouette term): the records of `cyclegan-3d`
     #: made until 2026-12-06 morning
-    "cyclegan-3d-nobonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"]},
+    "cyclegan-3d-nobonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
+                               "drop": ["bone_void"]},
     #: the 3D recipe until 2026-12-06 (ResNet generators, 8 channels, 6 blocks; no silhouette term)
     "cyclegan-3d-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESNET_3D,
                            "drop": ["silhouette", "bone_void"]},
@@ -190,40 +196,51 @@ ROWS = {
                                "drop": ["bone_void"]},
     #: U-Net generators without the silhouette term (run as `--rows cyclegan-3d --set <U-Net generators>` before
     #: the recipe took them)
-    "cyclegan-3d-unet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
+    "cyclegan-3d-unet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
                          "drop": ["silhouette", "bone_void"]},
     #: the name of the records made before the recipe took U-Net generators and the silhouette term: the recipe
     #: without bone_void
-    "cyclegan-3d-unet+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"]},
+    "cyclegan-3d-unet+silhouette": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
+                                    "drop": ["bone_void"]},
     "cyclegan-3d-unet+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
-                               "overrides": ["data.dataset.labels_key=labels"], "drop": ["silhouette", "bone_void"],
+                               "overrides": [*UNET8_3D, "data.dataset.labels_key=labels"],
+                               "drop": ["silhouette", "bone_void"],
                                "extra": SHAPE_3D},
-    "cyclegan-3d-unet+silhouette+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [],
+    "cyclegan-3d-unet+silhouette+mind": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
                                          "drop": ["bone_void"], "extra": MIND_TERMS},
     #: the recipe without its late bone_void + bone_void from step 0 (the fake MR dark where the source CT shows
     #: cortical bone)
-    "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"],
-                             "extra": BONE_VOID},
+    "cyclegan-3d+bonevoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
+                             "drop": ["bone_void"], "extra": BONE_VOID},
     #: the recipe's bone_void at --bone-void-weight (at 10: the recipe as shipped; the name of the records made before
     #: the recipe took it)
-    "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "drop": ["bone_void"],
-                                  "extra": BONE_VOID_LATE},
+    "cyclegan-3d+bonevoid-late": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D,
+                                  "drop": ["bone_void"], "extra": BONE_VOID_LATE},
     #: the 3D recipe as shipped (silhouette, late bone_void) + the 3D shape term: the segmentor knows where the MR's
     #: bone lies, so the MR -> CT half must draw it
-    "cyclegan-3d+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": ["data.dataset.labels_key=labels"],
-                          "extra": SHAPE_3D},
+    "cyclegan-3d+shape": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
+                          "overrides": [*UNET8_3D, "data.dataset.labels_key=labels"], "extra": SHAPE_3D},
     "cyclegan+bonevoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": BONE_VOID},
     #: the recipes as shipped + signal_void at --signal-void-weight: the MR's dark cortex and bowel gas, which the 3D
     #: model filled with soft tissue, must become bone or air
-    "cyclegan-3d+signalvoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": [], "extra": SIGNAL_VOID},
+    "cyclegan-3d+signalvoid": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D, "extra": SIGNAL_VOID},
     "cyclegan+signalvoid": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": SIGNAL_VOID},
     #: the 3D recipe with generators without dropout (the pix2pix U-Net's noise source; CycleGAN's ResNets have none)
     "cyclegan-3d-nodropout": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
-                              "overrides": ["model.networks.g_ab.dropout=0.0", "model.networks.g_ba.dropout=0.0"]},
-    #: the 3D recipe with wider U-Net generators, or MONAI's residual U-Net
+                              "overrides": [*UNET8_3D, "model.networks.g_ab.dropout=0.0",
+                                            "model.networks.g_ba.dropout=0.0"]},
+    #: the 3D recipe with U-Net generators of another width, or MONAI's residual U-Net: "unet8" is the recipe from
+    #: 2026-12-06 noon (9000 steps) to night, the records of `cyclegan-3d` made then; "unet16" is the recipe since
+    #: (the name of the records made before it took them)
+    "cyclegan-3d-unet8": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": UNET8_3D},
     "cyclegan-3d-unet16": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": unet_channels_3d(16)},
     "cyclegan-3d-unet32": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": unet_channels_3d(32)},
     "cyclegan-3d-resunet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESUNET_3D},
+    #: the 16-channel U-Nets against critics twice as wide (16 channels): the critics' 43 k parameters stayed the same
+    #: while the generators grew to 1.5 M
+    "cyclegan-3d-unet16-d16": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
+                               "overrides": [*unet_channels_3d(16), "model.networks.d_a.channels=16",
+                                             "model.networks.d_b.channels=16"]},
 }
 #: '<row>-paper': the 2D rows with the papers' network sizes
 ROWS.update({f"{row}-paper": {**spec, "overrides": [*spec["overrides"],

@@ -72,9 +72,24 @@ def test_3d_rows(tmp_path):
     def terms(recipe):
         return [t["name"] for t in recipe.objective.generator]
 
-    shipped, resnet = row("cyclegan-3d"), row("cyclegan-3d-resnet")
-    assert shipped.model.spatial_dims == 3 and terms(shipped)[-2:] == ["silhouette", "bone_void"]
-    assert shipped.model.networks["g_ab"].name == "unet"
+    now, resnet = row("cyclegan-3d"), row("cyclegan-3d-resnet")
+    assert now.model.spatial_dims == 3 and terms(now)[-2:] == ["silhouette", "bone_void"]
+    # the recipe's 16-channel U-Nets: "unet16" names the records made before it took them, "unet8" the ones before
+    wide_unet, shipped = row("cyclegan-3d-unet16"), row("cyclegan-3d-unet8")
+    assert (wide_unet.model, wide_unet.data, wide_unet.objective) == (now.model, now.data, now.objective)
+    assert (shipped.data, shipped.objective) == (now.data, now.objective)
+    for role in ("g_ab", "g_ba"):
+        assert now.model.networks[role].name == "unet"
+        assert (now.model.networks[role].channels, shipped.model.networks[role].channels) == \
+            ([16, 32, 64, 128], [8, 16, 32, 64])
+        assert shipped.model.networks[role].model_copy(update={"channels": [16, 32, 64, 128]}) == \
+            now.model.networks[role]
+    assert [row(f"cyclegan-3d-unet{c}").model.networks["g_ba"].channels[0] for c in (8, 16, 32)] == [8, 16, 32]
+    wide_critics = row("cyclegan-3d-unet16-d16")
+    for role in ("d_a", "d_b"):
+        assert wide_critics.model.networks[role] == now.model.networks[role].model_copy(update={"channels": 16})
+    assert wide_critics.model.networks["g_ab"] == now.model.networks["g_ab"]
+    # the rows below were recorded with the 8-channel U-Nets: "shipped" is the recipe as they knew it
     late = build_weight(shipped.objective.generator[-1]["weight"])  # off until step 3000, 10 from step 4000
     assert (late(2999), late(3500), late(4000)) == (0.0, 5.0, 10.0)
     before = row("cyclegan-3d-nobonevoid")  # the recipe until it took bone_void: everything else as shipped
