@@ -89,6 +89,10 @@ def test_3d_rows(tmp_path):
     for role in ("d_a", "d_b"):
         assert wide_critics.model.networks[role] == now.model.networks[role].model_copy(update={"channels": 16})
     assert wide_critics.model.networks["g_ab"] == now.model.networks["g_ab"]
+    deep = row("cyclegan-3d-deep")  # whole-depth patches, one a step (the same voxels), three-layer critics
+    assert (deep.data.dataset.patch_size, deep.data.batch_size) == ([32, 48, 48], 1) and deep.objective == now.objective
+    for role in ("d_a", "d_b"):
+        assert deep.model.networks[role] == now.model.networks[role].model_copy(update={"n_layers": 3})
     # the rows below were recorded with the 8-channel U-Nets: "shipped" is the recipe as they knew it
     late = build_weight(shipped.objective.generator[-1]["weight"])  # off until step 3000, 10 from step 4000
     assert (late(2999), late(3500), late(4000)) == (0.0, 5.0, 10.0)
