@@ -174,7 +174,7 @@ ROWS = {
     "cyclegan+shape+geometry-warmup": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [],
                                        "drop": ["mind"], "extra": GEOMETRY_WARMUP},
     #: the 3D recipe as shipped: U-Net generators and the silhouette term since 2026-12-06, bone_void from step 3000
-    #: since that morning, 9000 steps since noon, 16-channel U-Nets since night
+    #: since that morning, 9000 steps since noon, 16-channel U-Nets since night, 18000 steps (--steps) since late
     "cyclegan-3d": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": []},  # 3D patches, sliding-window inference
     #: the 3D recipe before it took bone_void (U-Net generators and the silhouette term): the records of `cyclegan-3d`
     #: made until 2026-12-06 morning
