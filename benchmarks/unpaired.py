@@ -236,14 +236,14 @@ ROWS = {
     "cyclegan-3d-unet16": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": unet_channels_3d(16)},
     "cyclegan-3d-unet32": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": unet_channels_3d(32)},
     "cyclegan-3d-resunet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "overrides": RESUNET_3D},
-    #: the 16-channel U-Nets against critics twice as wide (16 channels): the critics' 43 k parameters stayed the same
-    #: while the generators grew to 1.5 M
     #: the recipe on patches of the phantom's whole depth (32x48x48, one a step: the voxels of two 16x48x48 ones) with
     #: critics of three stride-2 layers (the 2D recipe's 70-voxel receptive field; two layers see 34 voxels, and three
     #: need at least 32 slices)
     "cyclegan-3d-deep": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
                          "overrides": ["data.dataset.patch_size=[32, 48, 48]", "data.batch_size=1",
                                        "model.networks.d_a.n_layers=3", "model.networks.d_b.n_layers=3"]},
+    #: the 16-channel U-Nets against critics twice as wide (16 channels): the critics' 43 k parameters stayed the same
+    #: while the generators grew to 1.5 M
     "cyclegan-3d-unet16-d16": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
                                "overrides": [*unet_channels_3d(16), "model.networks.d_a.channels=16",
                                              "model.networks.d_b.channels=16"]},
