@@ -214,3 +214,40 @@ def test_resnet_antialias_shapes_state_and_shift_equivariance():
         torch.manual_seed(0)
         errors.append(_shift_error(ResNetGenerator(2, channels=8, n_blocks=2, antialias=antialias).eval()))
     assert errors[1] < 0.6 * errors[0], errors  # random weights: 1.11 without, 0.39 with
+
+
+def _interior_spread(net: nn.Module, shape) -> float:
+    """Std of ``net``'s output for a constant input, inside the central half of every axis."""
+    with torch.no_grad():
+        out = net(torch.full(shape, 0.3))
+    return out[(0, 0) + tuple(slice(s // 4, 3 * s // 4) for s in shape[2:])].std().item()
+
+
+@pytest.mark.parametrize("spatial_dims,shape", [(2, (1, 1, 128, 128)), (3, (1, 1, 64, 64, 64))])
+def test_unet_upsampling_modes_and_the_stride2_grid(spatial_dims, shape):
+    spreads = {}
+    for mode in ("transposed", "blur", "nearest", "linear"):
+        torch.manual_seed(0)
+        net = UNetGenerator(spatial_dims=spatial_dims, channels=(4, 8, 16), dropout=0.0, norm="none",
+                            final_activation="none", upsample=mode).eval()
+        assert net(torch.zeros(1, 1, *(16,) * spatial_dims)).shape == (1, 1, *(16,) * spatial_dims)
+        spreads[mode] = _interior_spread(net, shape)
+    # a transposed conv paints a pattern on its stride-2 grid even for a constant input (these weights: 0.0075 in 3D,
+    # 0.03 in 2D); the blur after it and the resize-convs leave the interior constant up to float rounding (< 4e-5)
+    assert spreads["transposed"] > 2e-3, spreads
+    for mode in ("blur", "nearest", "linear"):
+        assert spreads[mode] < 1e-4, spreads
+
+
+def test_unet_default_upsampling_keeps_the_reference_layout():
+    plain = UNetGenerator(spatial_dims=2, channels=(4, 8, 8))
+    assert plain.upsample == "transposed"
+    assert isinstance(plain.decoder[0][1], nn.ConvTranspose2d) and "decoder.2.1.weight" in plain.state_dict()
+    blur = UNetGenerator(spatial_dims=2, channels=(4, 8, 8), upsample="blur")
+    # the blur is a fixed filter (a buffer kept out of the state): the reference U-Net's parameters, no more
+    assert [p.shape for p in blur.parameters()] == [p.shape for p in plain.parameters()]
+    assert not any("kernel" in key for key in blur.state_dict())
+    resized = UNetGenerator(spatial_dims=2, channels=(4, 8, 8), upsample="nearest")
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in resized.modules())
+    with pytest.raises(ValueError, match="upsample must be one of transposed, blur, nearest, linear, got 'cubic'"):
+        UNetGenerator(upsample="cubic")

@@ -126,6 +126,19 @@ def downsample_stage(spatial_dims: int, in_channels: int, out_channels: int, nor
             BlurPool(spatial_dims, out_channels, kernel_size=4)]
 
 
+def resize_conv(spatial_dims: int, in_channels: int, out_channels: int, mode: str = "nearest",
+                bias: bool = True) -> list[nn.Module]:
+    """Double the resolution without a transposed conv: a 2x resize (``"nearest"``, or ``"linear"``: bi- or
+    trilinear) and a reflection-padded 3x3 conv (Odena et al., Distill 2016)."""
+    if mode not in ("nearest", "linear"):
+        raise ValueError(f"resize mode must be 'nearest' or 'linear', got {mode!r}")
+    if mode == "linear":
+        resize = nn.Upsample(scale_factor=2, mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
+    else:
+        resize = nn.Upsample(scale_factor=2, mode="nearest")
+    return [resize, conv(spatial_dims, in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")]
+
+
 def upsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm: str,
                    antialias: bool = False) -> list[nn.Module]:
     """Double the resolution: a 3x3 stride-2 transposed conv, norm and ReLU (the reference decoders), or

@@ -11,13 +11,16 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..layers import check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
+from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose, resize_conv
 from ..layers import final_activation as make_final_activation
 from ..layers import norm_layer
 from ..registry import GENERATORS
 
 #: pix2pix puts dropout in the first three decoder blocks (the innermost ones)
 DROPOUT_BLOCKS = 3
+
+#: how a decoder block doubles the resolution: the paper's 4x4 stride-2 transposed conv, or a resize and a 3x3 conv
+UPSAMPLE_MODES = ("transposed", "blur", "nearest", "linear")
 
 
 @GENERATORS.register("unet")
@@ -26,7 +29,8 @@ class UNetGenerator(nn.Module):
 
     Encoder block ``i``: LeakyReLU(0.2) -> 4x4 stride-2 conv -> norm (the first block has neither
     activation nor norm, the innermost no norm). Decoder block: ReLU -> 4x4 stride-2 transposed conv
-    -> norm [-> dropout]; the outermost ends in ``final_activation`` instead of a norm. Each decoder
+    (or, with ``upsample`` ``"nearest"`` / ``"linear"``, a 2x resize and a 3x3 conv) -> norm [-> dropout];
+    the outermost ends in ``final_activation`` instead of a norm. Each decoder
     block after the innermost reads ``cat(skip, upsampled)``. Dropout (the GAN's only noise source)
     is in the ``min(3, depth - 1)`` innermost decoder blocks, as in the paper's ``CD512`` layers.
 
@@ -41,6 +45,13 @@ class UNetGenerator(nn.Module):
         dropout: probability in the innermost decoder blocks (0 disables).
         norm: ``"batch"`` (pix2pix), ``"instance"`` or ``"none"``.
         final_activation: ``"tanh"`` for targets in ``[-1, 1]`` or ``"none"``.
+        upsample: ``"transposed"`` (the paper's); ``"blur"``: the transposed conv, then a [1, 2, 1]
+            binomial filter along every axis (the FIR step of StyleGAN2's upsampling), which has no response at
+            the stride-2 grid's frequency, so a constant input again gives a constant output; or ``"nearest"`` /
+            ``"linear"``: resize by 2, then a
+            reflection-padded 3x3 conv (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill
+            2016): every output voxel then sees the same number of kernel taps, so the decoder cannot paint a
+            pattern locked to its stride-2 grid. A constant input gives a constant output away from the border.
 
     Example:
         >>> net = UNetGenerator(spatial_dims=2, channels=(8, 16, 32))
@@ -50,7 +61,7 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1,
                  channels: Sequence[int] = (64, 128, 256, 512, 512, 512, 512, 512), dropout: float = 0.5,
-                 norm: str = "batch", final_activation: str = "tanh"):
+                 norm: str = "batch", final_activation: str = "tanh", upsample: str = "transposed"):
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
         channels = [int(c) for c in channels]
@@ -59,6 +70,9 @@ class UNetGenerator(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         check_norm(norm)
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
+        self.upsample = upsample
         head = make_final_activation(final_activation)  # validated before the big layers are built
         self.depth = len(channels)
         bias = conv_bias(norm)  # the reference code uses one bias flag for every normalisable conv
@@ -81,13 +95,17 @@ class UNetGenerator(nn.Module):
             innermost, outermost = level == self.depth - 1, level == 0
             block_in = channels[level] * (1 if innermost else 2)
             block: List[nn.Module] = [nn.ReLU(inplace=False)]
-            if outermost:
-                block += [conv_transpose(spatial_dims, block_in, out_channels, bias=True),
-                          head]
+            width = out_channels if outermost else channels[level - 1]
+            if upsample in ("transposed", "blur"):
+                block.append(conv_transpose(spatial_dims, block_in, width, bias=True if outermost else bias))
+                if upsample == "blur":
+                    block.append(BlurPool(spatial_dims, width, kernel_size=3, stride=1))
             else:
-                width = channels[level - 1]
-                block += [conv_transpose(spatial_dims, block_in, width, bias=bias),
-                          norm_layer(norm, spatial_dims, width)]
+                block += resize_conv(spatial_dims, block_in, width, mode=upsample, bias=True if outermost else bias)
+            if outermost:
+                block.append(head)
+            else:
+                block.append(norm_layer(norm, spatial_dims, width))
                 if self.depth - 1 - level < n_dropout:
                     block.append(nn.Dropout(dropout))
             decoder.append(nn.Sequential(*block))
