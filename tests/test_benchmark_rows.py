@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from translate.engine.build import build_domains, build_model
 from translate.engine.checks import check_recipe
 from translate.losses.base import build_weight
 
@@ -93,6 +94,13 @@ def test_3d_rows(tmp_path):
     assert (deep.data.dataset.patch_size, deep.data.batch_size) == ([32, 48, 48], 1) and deep.objective == now.objective
     for role in ("d_a", "d_b"):
         assert deep.model.networks[role] == now.model.networks[role].model_copy(update={"n_layers": 3})
+    for mode in ("blur", "nearest", "linear"):  # the recipe with another way up in the generators' decoders
+        other = row(f"cyclegan-3d-{mode}")
+        assert (other.data, other.objective) == (now.data, now.objective)
+        for role in ("g_ab", "g_ba"):
+            assert other.model.networks[role] == now.model.networks[role].model_copy(update={"upsample": mode})
+            assert getattr(now.model.networks[role], "upsample", "transposed") == "transposed"
+        assert build_model(other, build_domains(other)).networks()["g_ab"].upsample == mode
     # the rows below were recorded with the 8-channel U-Nets: "shipped" is the recipe as they knew it
     late = build_weight(shipped.objective.generator[-1]["weight"])  # off until step 3000, 10 from step 4000
     assert (late(2999), late(3500), late(4000)) == (0.0, 5.0, 10.0)
