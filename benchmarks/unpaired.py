@@ -343,6 +343,11 @@ def summarise(per_subject: list[dict], subjects: list[str]) -> dict:
     return summary
 
 
+#: `translate infer --tta` modes: the row label and the prediction files' suffix (flips: the records' "_tta")
+TTA_ROWS = {"flips": ("flip TTA", "_tta"), "shifts": ("shift TTA", "_tta_shifts"),
+            "flips+shifts": ("flip and shift TTA", "_tta_flips_shifts")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500, help="training steps of every trained row")
@@ -352,8 +357,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "unpaired")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "unpaired.json")
     parser.add_argument("--reuse", action="store_true", help="evaluate runs already in --work instead of training")
-    parser.add_argument("--tta", action="store_true", help="also score every trained row through `translate infer "
-                        "--tta flips` (the mean over the training flips) as row '<row> + flip TTA'")
+    parser.add_argument("--tta", nargs="*", choices=list(TTA_ROWS), help="also score every trained row through "
+                        "`translate infer --tta MODE` for each MODE (alone: flips, the mean over the training flips) "
+                        "as row '<row> + flip TTA' (shifts: '+ shift TTA', flips+shifts: '+ flip and shift TTA')")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
                         help="score last.pt, or best.pt (the step with the lowest val MAE) as row '<row> @ best.pt'")
     parser.add_argument("--paired-predictions", type=Path, help="score the test predictions of a finished paired run "
@@ -374,6 +380,7 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="*", help="merge these records (missing ones are skipped) into "
                         "--out instead of running rows; rows of --work without a record are listed as interrupted")
     args = parser.parse_args()
+    tta_modes = ["flips"] if args.tta == [] else list(dict.fromkeys(args.tta or []))  # `--tta` alone: flips
     if args.merge is not None:
         return merge(args.merge, args.out, args.work, args.machine_note)
 
@@ -408,17 +415,17 @@ def main() -> None:
             if trained:
                 shutil.rmtree(out_dir, ignore_errors=True)
                 fit_recipe(recipe, show_progress=False)
-            predictions, tta_predictions = [], []
+            predictions, tta_predictions = [], {mode: [] for mode in tta_modes}
             for subject in split["test"]:
                 path = out_dir / f"{subject}_sct{tag}.nii.gz"
                 infer_volume(ckpt, args.data / subject / "mr.nii.gz", path,
                              direction="a2b", progress=False)
                 predictions.append(path)
-                if args.tta:  # the same checkpoint through `translate infer --tta flips`
-                    tta_path = out_dir / f"{subject}_sct{tag}_tta.nii.gz"
+                for mode in tta_modes:  # the same checkpoint through `translate infer --tta MODE`
+                    tta_path = out_dir / f"{subject}_sct{tag}{TTA_ROWS[mode][1]}.nii.gz"
                     infer_volume(ckpt, args.data / subject / "mr.nii.gz", tta_path,
-                                 direction="a2b", progress=False, tta="flips")
-                    tta_predictions.append(tta_path)
+                                 direction="a2b", progress=False, tta=mode)
+                    tta_predictions[mode].append(tta_path)
             records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
             validation[name] = [{k: v for k, v in r.items() if k == "step" or k.startswith("val_")}
                                for r in records if "val_mae_hu" in r]
@@ -435,10 +442,11 @@ def main() -> None:
         else:
             seconds[name] = time.perf_counter() - started
         results[name] = summarise(per_subject, split["test"])
-        if row in ROWS and args.tta:
-            results[f"{name} + flip TTA"] = summarise([evaluate_volumes(p, args.data / s / "ct.nii.gz")
-                                                      for p, s in zip(tta_predictions, split["test"])], split["test"])
-            seconds[f"{name} + flip TTA"], steps[f"{name} + flip TTA"] = seconds[name], steps[name]
+        for mode in tta_modes if row in ROWS else ():
+            label = f"{name} + {TTA_ROWS[mode][0]}"
+            results[label] = summarise([evaluate_volumes(p, args.data / s / "ct.nii.gz")
+                                        for p, s in zip(tta_predictions[mode], split["test"])], split["test"])
+            seconds[label], steps[label] = seconds[name], steps[name]
         print(name, {k: round(v[0], 4) for k, v in results[name].items() if isinstance(v, tuple)},
               f"{seconds[name]:.0f} s", flush=True)
         command = " ".join(["python", *sys.argv])
@@ -462,8 +470,9 @@ def markdown(record: dict) -> str:
              "| row | steps × batch | MAE (HU) | PSNR (dB) | SSIM | bone lost % | bone→soft % | bone→air % | "
              "soft→bone % | air→tissue % | wall (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     first = [row for row in ("linear", "lut", "pix2pix (paired)") if row in record["results"]]
-    trained = [row for row in record["results"] if row not in first and not row.endswith(" + flip TTA")]
-    ordered = first + [r for row in trained for r in (row, f"{row} + flip TTA") if r in record["results"]]
+    suffixes = [f" + {label}" for label, _ in TTA_ROWS.values()]
+    trained = [row for row in record["results"] if row not in first and not any(row.endswith(x) for x in suffixes)]
+    ordered = first + [r for row in trained for r in (row, *(row + x for x in suffixes)) if r in record["results"]]
     for row in ordered + [row for row in record["results"] if row not in ordered]:  # baselines and paired first
         r = record["results"][row]
         budget = record["steps"].get(row)

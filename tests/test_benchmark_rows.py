@@ -181,3 +181,15 @@ def test_markdown_says_where_a_stopped_row_stood():
     assert "| r | 4000 × 2 |" in finished
     best = unpaired.markdown(_record({"steps": 4000, "batch_size": 2, "checkpoint": "best.pt", "checkpoint_step": 3000}))
     assert "| r | 4000 × 2 |" in best  # best.pt is an earlier step by design, not a stop
+
+
+def test_markdown_puts_each_tta_row_under_its_row():
+    record = _record({"steps": 10, "batch_size": 1})
+    scores = record["results"]["r"]
+    for label in ("flip and shift TTA", "shift TTA", "flip TTA"):  # stored in another order
+        record["results"][f"r + {label}"], record["seconds"][f"r + {label}"] = scores, 1.0
+        record["steps"][f"r + {label}"] = record["steps"]["r"]
+    record["results"]["q"], record["seconds"]["q"], record["steps"]["q"] = scores, 1.0, record["steps"]["r"]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in unpaired.markdown(record).splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["r", "r + flip TTA", "r + shift TTA", "r + flip and shift TTA", "q"]
+    assert list(unpaired.TTA_ROWS) == ["flips", "shifts", "flips+shifts"]

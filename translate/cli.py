@@ -92,8 +92,10 @@ def infer(checkpoint: Path = typer.Argument(..., help="checkpoint written by `tr
           quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
           output_format: str = typer.Option("auto", "--format", help="auto (OUTPUT's extension; with an input folder, "
                                             "each input's own format), nii.gz, nii, nrrd, mha or dicom"),
-          tta: str = typer.Option("none", help="test-time augmentation: none, or flips (the mean over every "
-                                  "combination of the flips the model was trained with)")):
+          tta: str = typer.Option("none", help="test-time augmentation: none; flips (the mean over every "
+                                  "combination of the flips the model was trained with); shifts (the mean over the "
+                                  "input moved by 0 or 1 voxel along each axis the network strides over: 4 passes "
+                                  "for 2D models, 8 for 3D); or flips+shifts")):
     """Translate a whole volume; the output lies on the input's grid, in the output domain's units (HU for CT)."""
     from .data.io import is_dicom_folder
     from .engine.checks import check_device

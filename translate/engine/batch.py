@@ -94,7 +94,7 @@ def infer_folder(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
             done = 0.0
             try:
                 image = read_volume(volume, what="input")
-                steps = max(translator.inferer.steps(list(image.GetSize())[::-1]), 1)
+                steps = max(translator.inferer.steps(list(image.GetSize())[::-1]) * len(translator.shift_sets()), 1)
 
                 def step(k: int) -> None:
                     nonlocal done
