@@ -18,6 +18,13 @@ The actions, all on ``data/phantom-unpaired`` (``benchmarks/unpaired.py`` makes 
     samples with their bone (> 300 HU) set to soft tissue, and on the model's own translations; and the MR
     that ``g_ba`` makes of that bone -> ``benchmarks/results/unpaired_bone_probe.json``: whether the critic
     asks the generator for bone at all, and whether the CT -> MR half renders bone dark, as MR shows it.
+``texture CHECKPOINT ...``
+    How much texture a checkpoint's generator draws, on the val subjects, through ``translate infer``'s
+    translator: the high-pass sd (a voxel minus the mean of its 3x3 in-plane neighbourhood) inside eroded soft
+    tissue (-150..150 HU in the real CT) of the real CT, of the plain translation and of ``--tta flips`` /
+    ``shifts``; and the shift spread, the mean absolute change inside the body (CT > -500 HU) of the
+    translation when the MR moves by one voxel along an axis the network strides over (edge-padded, moved
+    back) -> ``benchmarks/results/unpaired_texture.json``.
 ``baseline``
     The lookup-table baseline (fitted on the pairs of all training subjects) on the same val
     subjects, so the runs have the bar they must beat beside them.
@@ -330,6 +337,56 @@ def cycle(args) -> None:
     out.write_text(json.dumps(record, indent=1) + "\n")
 
 
+def texture(args) -> None:
+    """High-pass sd and shift spread of each checkpoint's a2b translations of the val subjects (module docstring)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    from translate.engine.inferer import load_translator
+
+    out = OUT.with_name("unpaired_texture.json")
+    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
+    record["what"] = ("texture of the a2b translation on the phantom's val subjects: high-pass sd (voxel minus the mean of "
+                      "its 3x3 in-plane neighbourhood, HU) inside soft tissue (-150..150 HU in the real CT, eroded twice) "
+                      "of the real CT, the plain translation and the --tta flips / shifts translations; shift spread: the "
+                      "mean |change| (HU) inside the body (CT > -500) when the MR moves by one voxel along an axis")
+    split = json.loads((args.data / "split.json").read_text())
+
+    def high_pass(x):
+        return x - ndimage.uniform_filter(x, size=(1, 3, 3))
+
+    for checkpoint in args.checkpoints:
+        translators = {mode: load_translator(checkpoint, tta=mode) for mode in ("none", "flips", "shifts")}
+        plain = translators["none"]
+        axes = [a for a, moved in enumerate(translators["shifts"].shift_sets()[-1]) if moved]
+        sums: dict = {}
+        for subject in split["val"]:
+            mr = sitk.GetArrayFromImage(sitk.ReadImage(str(args.data / subject / "mr.nii.gz"))).astype(np.float32)
+            ct = sitk.GetArrayFromImage(sitk.ReadImage(str(args.data / subject / "ct.nii.gz"))).astype(np.float32)
+            soft = ndimage.binary_erosion((ct > -150) & (ct < 150), iterations=2)
+            body = ct > -500
+            values = {"real_ct": high_pass(ct)[soft].std()}
+            base = None
+            for mode, translator in translators.items():
+                fake = translator.translate_array(mr)
+                values[f"{mode}_translation"] = high_pass(fake)[soft].std()
+                base = fake if mode == "none" else base
+            for axis in axes:
+                pad = [(1 if a == axis else 0, 0) for a in range(3)]
+                moved = plain.translate_array(np.pad(mr, pad, mode="edge"))[tuple(slice(p[0], None) for p in pad)]
+                values[f"shift_spread_axis{axis}"] = np.abs(moved - base)[body].mean()
+            for key, value in values.items():
+                sums.setdefault(key, []).append(float(value))
+        entry = {k if k.startswith("shift_spread") else f"high_pass_sd_{k}": round(float(np.mean(v)), 1)
+                 for k, v in sums.items()}
+        entry["shift_spread"] = round(float(np.mean([v for k, v in entry.items() if k.startswith("shift_spread_axis")])), 1)
+        entry.update(subjects=split["val"], step=plain.step, command=" ".join(["python", *sys.argv]),
+                     date=time.strftime("%Y-%m-%d %H:%M"))
+        record["checkpoints"][str(checkpoint)] = entry
+        print(checkpoint, entry, flush=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def voids(args) -> None:
     """What the MR's signal voids (``signal_voids``: at or below -0.8 inside the closed body, the silhouette's level
     and closing) are in the registered real CT, on the val and test subjects of the phantom (3D, as the 3D recipe
@@ -485,12 +542,15 @@ def main() -> None:
     v = sub.add_parser("voids", help="what the MR's signal voids are in the real CT (phantom and real limbs)")
     v.add_argument("--phantom", type=Path, default=DATA)
     v.add_argument("--real", type=Path, default=REPO / "data" / "ibsi_paired")
+    x = sub.add_parser("texture", help="high-pass sd and shift spread of checkpoints' val translations")
+    x.add_argument("checkpoints", nargs="+")
+    x.add_argument("--data", type=Path, default=DATA)
     sub.add_parser("baseline", help="the lookup-table baseline on the val subjects")
     c = sub.add_parser("collect")
     c.add_argument("--png", nargs="*", default=[], help="runs whose val slice goes into unpaired_diagnosis.png")
     args = parser.parse_args()
     {"train": train, "probe": probe, "collect": collect, "baseline": baseline, "tta": tta,
-     "tissues": tissues, "bone": bone, "cycle": cycle, "voids": voids}[args.action](args)
+     "tissues": tissues, "bone": bone, "cycle": cycle, "voids": voids, "texture": texture}[args.action](args)
 
 
 if __name__ == "__main__":
