@@ -6,7 +6,7 @@ Rows:
   channels and 9 residual blocks at 256^2, 70x70 PatchGAN critics with 64 channels; batch 1.
 * ``3d-64``: ``recipes/mr2ct-cyclegan-3d.yaml`` (its own U-Net / PatchGAN widths; 8-channel ResNets until
   2026-12-06: ``3d-64-resnet``, 8-16-32-64 U-Nets until that night: ``3d-64-unet8``, each with the objective as
-  shipped) on 64^3 patches; batch 1.
+  shipped) on 64^3 patches; batch 1. ``3d-64-blur`` / ``3d-64-nearest``: the same with the U-Nets' ``upsample``.
 
 Everything is built from the recipe by the toolkit (``build_model``, ``build_objectives``,
 ``Trainer``); only the batch is synthetic (random images of the right shapes, so no data files are
@@ -53,6 +53,11 @@ ROWS = {
                                    "model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
                                    "model.networks.g_ba={name: resnet, channels: 8, n_blocks: 6, norm: instance, "
                                    "input_windows: [[-160, 240]]}"]},
+    #: the recipe with the U-Nets' other ways up (`upsample`: blur after each transposed conv, or a resize and a 3x3 conv)
+    **{f"3d-64-{mode}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
+                         "overrides": ["data.dataset.patch_size=[64, 64, 64]", f"model.networks.g_ab.upsample={mode}",
+                                       f"model.networks.g_ba.upsample={mode}"]}
+       for mode in ("blur", "nearest")},
 }
 WARMUP = 2
 

@@ -250,9 +250,9 @@ ROWS = {
     #: the recipe with U-Nets whose transposed convs are followed by a [1, 2, 1] blur ("blur"), or replaced by a 2x
     #: resize and a 3x3 conv ("nearest", "linear"; Odena et al., Distill 2016): the 18000-step checkpoints drew a
     #: dotted texture in soft tissue (val high-pass sd 31.6-39.7 HU against the real CT's 22.7; flip TTA, which moves
-    #: the decoder's stride-2 grid against the anatomy, took it to 19.4-22.2; unpaired_texture.json). The resize
-    #: modes make the generators' pass 5-6 times slower on a CPU (a 3x3 conv over 32 channels at full resolution),
-    #: the blur 1.8 times
+    #: the decoder's stride-2 grid against the anatomy, took it to 19.4-22.2; unpaired_texture.json). "nearest" makes
+    #: the 3D step 3.9 times slower on a CPU (a 3x3 conv over 32 channels at full resolution), "blur" 1.3 times
+    #: (speed_cyclegan_3d_upsample_cpu.json)
     **{f"cyclegan-3d-{mode}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
                                "overrides": [f"model.networks.{role}.upsample={mode}" for role in ("g_ab", "g_ba")]}
        for mode in ("blur", "nearest", "linear")},
