@@ -229,7 +229,7 @@ class VolumeTranslator:
 
         A generator that subsamples by stride 2 computes on a grid fixed to the volume's first voxel, and
         a GAN generator draws texture on that grid: a one-voxel move of the input moves its output's
-        texture, not its anatomy (the 3D MR -> CT recipe: 61 HU mean change inside the body). The mean
+        texture, not its anatomy (the 3D MR -> CT recipe: 38-47 HU mean change inside the body). The mean
         over the moves keeps what every grid agrees on; unlike ``flips`` it needs no training flips.
         """
         if not self.shifts:

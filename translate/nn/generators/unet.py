@@ -11,7 +11,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose, resize_conv
+from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
+from ..layers import resize_conv
 from ..layers import final_activation as make_final_activation
 from ..layers import norm_layer
 from ..registry import GENERATORS
@@ -19,7 +20,8 @@ from ..registry import GENERATORS
 #: pix2pix puts dropout in the first three decoder blocks (the innermost ones)
 DROPOUT_BLOCKS = 3
 
-#: how a decoder block doubles the resolution: the paper's 4x4 stride-2 transposed conv, or a resize and a 3x3 conv
+#: how a decoder block doubles the resolution: the paper's 4x4 stride-2 transposed conv, the same followed by a fixed
+#: [1, 2, 1] blur, or a resize (nearest or linear) and a 3x3 conv
 UPSAMPLE_MODES = ("transposed", "blur", "nearest", "linear")
 
 
@@ -29,8 +31,8 @@ class UNetGenerator(nn.Module):
 
     Encoder block ``i``: LeakyReLU(0.2) -> 4x4 stride-2 conv -> norm (the first block has neither
     activation nor norm, the innermost no norm). Decoder block: ReLU -> 4x4 stride-2 transposed conv
-    (or, with ``upsample`` ``"nearest"`` / ``"linear"``, a 2x resize and a 3x3 conv) -> norm [-> dropout];
-    the outermost ends in ``final_activation`` instead of a norm. Each decoder
+    (followed by a [1, 2, 1] blur with ``upsample="blur"``; a 2x resize and a 3x3 conv with ``"nearest"`` /
+    ``"linear"``) -> norm [-> dropout]; the outermost ends in ``final_activation`` instead of a norm. Each decoder
     block after the innermost reads ``cat(skip, upsampled)``. Dropout (the GAN's only noise source)
     is in the ``min(3, depth - 1)`` innermost decoder blocks, as in the paper's ``CD512`` layers.
 
@@ -47,11 +49,10 @@ class UNetGenerator(nn.Module):
         final_activation: ``"tanh"`` for targets in ``[-1, 1]`` or ``"none"``.
         upsample: ``"transposed"`` (the paper's); ``"blur"``: the transposed conv, then a [1, 2, 1]
             binomial filter along every axis (the FIR step of StyleGAN2's upsampling), which has no response at
-            the stride-2 grid's frequency, so a constant input again gives a constant output; or ``"nearest"`` /
-            ``"linear"``: resize by 2, then a
-            reflection-padded 3x3 conv (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill
-            2016): every output voxel then sees the same number of kernel taps, so the decoder cannot paint a
-            pattern locked to its stride-2 grid. A constant input gives a constant output away from the border.
+            the stride-2 grid's frequency; or ``"nearest"`` / ``"linear"``: resize by 2, then a reflection-padded
+            3x3 conv (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016), so every output voxel
+            sees the same number of kernel taps. With these three the decoder cannot paint a pattern locked to its
+            stride-2 grid: a constant input gives a constant output away from the border.
 
     Example:
         >>> net = UNetGenerator(spatial_dims=2, channels=(8, 16, 32))
