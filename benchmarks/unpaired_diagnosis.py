@@ -253,18 +253,26 @@ def _samples_above(dataset, level: float, min_voxels: int, samples: int, stride:
     return torch.stack(real_b), torch.stack(real_a)
 
 
+def _checkpoint_record(name: str, what: str) -> tuple[Path, dict]:
+    """``benchmarks/results/<name>`` and its record of per-checkpoint entries (empty if new), with ``what`` set."""
+    out = OUT.with_name(name)
+    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
+    record["what"] = what
+    return out, record
+
+
 def bone(args) -> None:
     """Does the CT critic ``d_b`` of each checkpoint care about bone? Its mean score on training CT samples that
     hold bone (> 300 HU), on the same samples with that bone set to soft tissue (40 HU), and on the generator's
     own translations of training MR samples; and the mean MR that ``g_ba`` makes of those CT samples' cortical bone
     (> 600 HU) and soft tissue (0..100 HU) -> ``unpaired_bone_probe.json`` (each checkpoint's entry, with the
     command that made it, replaced)."""
-    out = OUT.with_name("unpaired_bone_probe.json")
-    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
-    record["what"] = ("mean score of the CT critic d_b (LSGAN: 1 real, 0 fake) on training CT samples holding bone, "
-                      "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR; "
-                      "mean g_ba output (MR network units: air -1, fat about 1) on those CT samples' cortical bone "
-                      "(> 600 HU) and soft tissue (0..100 HU)")
+    out, record = _checkpoint_record(
+        "unpaired_bone_probe.json",
+        "mean score of the CT critic d_b (LSGAN: 1 real, 0 fake) on training CT samples holding bone, "
+        "the same with bone (> 300 HU) set to 40 HU, and the model's own translations of training MR; "
+        "mean g_ba output (MR network units: air -1, fat about 1) on those CT samples' cortical bone "
+        "(> 600 HU) and soft tissue (0..100 HU)")
     from translate.data.intensity import HUWindow
 
     torch.manual_seed(0)
@@ -304,11 +312,11 @@ def cycle(args) -> None:
     from translate.data.intensity import HUWindow
     from translate.losses.silhouette import signal_voids
 
-    out = OUT.with_name("unpaired_cycle_probe.json")
-    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
-    record["what"] = ("median HU of the CT cycle g_ab(g_ba(b)) at cortical bone (> 600 HU) of training CT samples: as is, "
-                      "with Gaussian noise of sd sigma (MR network units) on the fake MR, with the fake MR at the bone set "
-                      "to -0.95; median HU of g_ab on the signal voids of training MR samples")
+    out, record = _checkpoint_record(
+        "unpaired_cycle_probe.json",
+        "median HU of the CT cycle g_ab(g_ba(b)) at cortical bone (> 600 HU) of training CT samples: as is, "
+        "with Gaussian noise of sd sigma (MR network units) on the fake MR, with the fake MR at the bone set "
+        "to -0.95; median HU of g_ab on the signal voids of training MR samples")
     for checkpoint in args.checkpoints:
         torch.manual_seed(0)
         recipe, domains, model, dataset, step = _trained(Path(checkpoint))
@@ -344,21 +352,20 @@ def texture(args) -> None:
 
     from translate.engine.inferer import load_translator
 
-    out = OUT.with_name("unpaired_texture.json")
-    record = json.loads(out.read_text()) if out.is_file() else {"checkpoints": {}}
-    record["what"] = ("texture of the a2b translation on the phantom's val subjects: high-pass sd (voxel minus the mean of "
-                      "its 3x3 in-plane neighbourhood, HU) inside soft tissue (-150..150 HU in the real CT, eroded twice) "
-                      "of the real CT, the plain translation and the --tta flips / shifts translations; shift spread: the "
-                      "mean |change| (HU) inside the body (CT > -500) when the MR moves by one voxel along an axis")
+    out, record = _checkpoint_record(
+        "unpaired_texture.json",
+        "texture of the a2b translation on the phantom's val subjects: high-pass sd (voxel minus the mean of "
+        "its 3x3 in-plane neighbourhood, HU) inside soft tissue (-150..150 HU in the real CT, eroded twice) "
+        "of the real CT, the plain translation and the --tta flips / shifts translations; shift spread: the "
+        "mean |change| (HU) inside the body (CT > -500) when the MR moves by one voxel along an axis")
     split = json.loads((args.data / "split.json").read_text())
 
     def high_pass(x):
         return x - ndimage.uniform_filter(x, size=(1, 3, 3))
 
     for checkpoint in args.checkpoints:
-        translators = {mode: load_translator(checkpoint, tta=mode) for mode in ("none", "flips", "shifts")}
-        plain = translators["none"]
-        axes = [a for a, moved in enumerate(translators["shifts"].shift_sets()[-1]) if moved]
+        translator = load_translator(checkpoint)  # one load; set_tta switches the mode
+        axes = [a for a, moved in enumerate(translator.set_tta("shifts").shift_sets()[-1]) if moved]
         sums: dict = {}
         for subject in split["val"]:
             mr = sitk.GetArrayFromImage(sitk.ReadImage(str(args.data / subject / "mr.nii.gz"))).astype(np.float32)
@@ -366,21 +373,19 @@ def texture(args) -> None:
             soft = ndimage.binary_erosion((ct > -150) & (ct < 150), iterations=2)
             body = ct > -500
             values = {"real_ct": high_pass(ct)[soft].std()}
-            base = None
-            for mode, translator in translators.items():
-                fake = translator.translate_array(mr)
+            for mode in ("flips", "shifts", "none"):  # "none" last: the moves below are plain passes
+                fake = translator.set_tta(mode).translate_array(mr)
                 values[f"{mode}_translation"] = high_pass(fake)[soft].std()
-                base = fake if mode == "none" else base
             for axis in axes:
                 pad = [(1 if a == axis else 0, 0) for a in range(3)]
-                moved = plain.translate_array(np.pad(mr, pad, mode="edge"))[tuple(slice(p[0], None) for p in pad)]
-                values[f"shift_spread_axis{axis}"] = np.abs(moved - base)[body].mean()
+                moved = translator.translate_array(np.pad(mr, pad, mode="edge"))[tuple(slice(p[0], None) for p in pad)]
+                values[f"shift_spread_axis{axis}"] = np.abs(moved - fake)[body].mean()
             for key, value in values.items():
                 sums.setdefault(key, []).append(float(value))
         entry = {k if k.startswith("shift_spread") else f"high_pass_sd_{k}": round(float(np.mean(v)), 1)
                  for k, v in sums.items()}
         entry["shift_spread"] = round(float(np.mean([v for k, v in entry.items() if k.startswith("shift_spread_axis")])), 1)
-        entry.update(subjects=split["val"], step=plain.step, command=" ".join(["python", *sys.argv]),
+        entry.update(subjects=split["val"], step=translator.step, command=" ".join(["python", *sys.argv]),
                      date=time.strftime("%Y-%m-%d %H:%M"))
         record["checkpoints"][str(checkpoint)] = entry
         print(checkpoint, entry, flush=True)

@@ -146,9 +146,7 @@ def upsample_stage(spatial_dims: int, in_channels: int, out_channels: int, norm:
     kernel is not divisible by its stride paints a grid-locked pattern: Odena et al., Distill 2016)."""
     bias = conv_bias(norm)
     if antialias:
-        linear = "bilinear" if spatial_dims == 2 else "trilinear"
-        first = [nn.Upsample(scale_factor=2, mode=linear, align_corners=False),
-                 conv(spatial_dims, in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")]
+        first = resize_conv(spatial_dims, in_channels, out_channels, mode="linear", bias=bias)
     else:
         first = [conv_transpose(spatial_dims, in_channels, out_channels, kernel_size=3, stride=2, padding=1,
                                 output_padding=1, bias=bias)]
