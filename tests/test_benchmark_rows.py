@@ -101,6 +101,12 @@ def test_3d_rows(tmp_path):
             assert other.model.networks[role] == now.model.networks[role].model_copy(update={"upsample": mode})
             assert getattr(now.model.networks[role], "upsample", "transposed") == "transposed"
         assert build_model(other, build_domains(other)).networks()["g_ab"].upsample == mode
+    sliced = row("cyclegan-3d-slicecritic")  # the 2D recipe's critics, slice by slice
+    assert (sliced.data, sliced.objective) == (now.data, now.objective)
+    assert all(sliced.model.networks[g] == now.model.networks[g] for g in ("g_ab", "g_ba"))
+    critics = build_model(sliced, build_domains(sliced)).networks()
+    assert critics["d_a"].critic.spatial_dims == 2 and critics["d_a"].receptive_field == 70
+    assert critics["d_b"].net.critic.blocks[0][0].in_channels == 2  # the image and its abdomen window
     # the rows below were recorded with the 8-channel U-Nets: "shipped" is the recipe as they knew it
     late = build_weight(shipped.objective.generator[-1]["weight"])  # off until step 3000, 10 from step 4000
     assert (late(2999), late(3500), late(4000)) == (0.0, 5.0, 10.0)

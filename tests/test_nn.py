@@ -10,7 +10,7 @@ from torch import nn
 
 from translate.errors import TranslateError
 from translate.nn import (DISCRIMINATORS, GENERATORS, MultiScaleDiscriminator, PatchDiscriminator, ResNetGenerator,
-                          UNetGenerator, build_discriminator, build_generator, init_weights, patchgan_receptive_field)
+                          SlicePatchDiscriminator, UNetGenerator, build_discriminator, build_generator, init_weights, patchgan_receptive_field)
 from translate.nn.layers import norm_layer
 
 # Small configurations per registered name; a network added without an entry still runs, shrunk
@@ -23,7 +23,10 @@ SMALL_GENERATORS = {
 SMALL_DISCRIMINATORS = {
     "patchgan": dict(channels=4, n_layers=2),
     "multiscale": dict(channels=4, n_layers=2, num_scales=2),
+    "slice_patchgan": dict(channels=4, n_layers=2),
 }
+#: critics of 3D inputs only: in 2D they refuse in one line
+ONLY_3D_DISCRIMINATORS = {"slice_patchgan"}
 SHAPES = {2: (32, 32), 3: (16, 16, 16)}
 DISCRIMINATOR_SHAPES = {2: (32, 32), 3: (32, 32, 32)}
 
@@ -63,6 +66,10 @@ def test_generator_shape_and_gradients(name, spatial_dims):
 @pytest.mark.parametrize("name", DISCRIMINATORS.names())
 def test_discriminator_shape_features_and_gradients(name, spatial_dims):
     torch.manual_seed(0)
+    if spatial_dims == 2 and name in ONLY_3D_DISCRIMINATORS:
+        with pytest.raises(ValueError, match="spatial_dims=2"):
+            build_discriminator(name, spatial_dims=2, in_channels=2, **SMALL_DISCRIMINATORS[name])
+        return
     net = build_discriminator(name, spatial_dims=spatial_dims, in_channels=2,
                               **small_kwargs(DISCRIMINATORS, SMALL_DISCRIMINATORS, name))
     x = torch.randn(2, 2, *DISCRIMINATOR_SHAPES[spatial_dims], requires_grad=True)
@@ -114,6 +121,23 @@ def test_multiscale_returns_one_map_per_scale():
     logits, features = d(torch.randn(1, 2, 64, 64), return_features=True)
     assert [o.shape[-1] for o in logits] == [30, 14, 6]
     assert len(features) == 3 and all(len(f) == 2 for f in features)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_slice_patchgan_is_the_2d_critic_on_every_slice(axis):
+    torch.manual_seed(0)
+    d = SlicePatchDiscriminator(spatial_dims=3, in_channels=2, axis=axis, channels=4, n_layers=2, norm="instance")
+    x = torch.randn(2, 2, 12, 20, 24)
+    logits, features = d(x, return_features=True)
+    count = x.shape[2 + axis]
+    assert logits.shape[2 + axis] == count and all(f.shape[2 + axis] == count for f in features)
+    for b in range(2):
+        for index in (0, count // 2, count - 1):
+            one = d.critic(x[b:b + 1].select(2 + axis, index))
+            assert torch.allclose(logits[b:b + 1].select(2 + axis, index), one, atol=1e-6)
+    assert d.receptive_field == patchgan_receptive_field(2)
+    with pytest.raises(ValueError, match="axis must be 0, 1 or 2"):
+        SlicePatchDiscriminator(spatial_dims=3, in_channels=1, axis=3)
 
 
 def test_unet_bad_size_names_size_and_multiple():
