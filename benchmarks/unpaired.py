@@ -104,6 +104,14 @@ def unet_channels_3d(stem: int) -> list:
     return [f"model.networks.{role}.channels={channels}" for role in ("g_ab", "g_ba")]
 
 
+def unet_generators_2d(dropout: float = 0.5, outer_skips_dropped: int = 0) -> list:
+    """The 3D recipe's U-Net generators (16-32-64-128, instance norm) in place of the 2D recipe's ResNets: a 2D test bed
+    (about 7 minutes for 6000 steps on one core) for what the U-Net does to bone."""
+    extra = f", outer_skips_dropped: {outer_skips_dropped}" if outer_skips_dropped else ""
+    spec = f"name: unet, channels: [16, 32, 64, 128], dropout: {dropout:g}, norm: instance{extra}"
+    return [f"model.networks.g_ab={{{spec}}}", f"model.networks.g_ba={{{spec}, {CT_WINDOW}}}"]
+
+
 #: the 3D recipe's U-Net generators until 2026-12-06 night (8-16-32-64; 16-32-64-128 since): every 3D row recorded
 #: with "the recipe" before then carries them, so its record stays reproducible
 UNET8_3D = unet_channels_3d(8)
@@ -144,6 +152,12 @@ ROWS = {
     "pix2pix": {"recipe": "recipes/mr2ct.yaml", "overrides": ["data.train_split=train"]},
     "cyclegan": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": []},
     "cyclegan+gradient": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": [], "extra": GRADIENT},
+    #: the 2D recipe with the 3D recipe's U-Net generators (dropout 0.5 or none; the outermost k decoder blocks without
+    #: their skip): does the U-Net, not the third dimension, keep the 3D model from drawing bone?
+    "cyclegan-unet": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": unet_generators_2d()},
+    "cyclegan-unet-nodropout": {"recipe": "recipes/mr2ct-cyclegan.yaml", "overrides": unet_generators_2d(dropout=0)},
+    **{f"cyclegan-unet-noskip{k}": {"recipe": "recipes/mr2ct-cyclegan.yaml",
+                                    "overrides": unet_generators_2d(outer_skips_dropped=k)} for k in (1, 2, 3)},
     "cyclegan+shape": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": []},  # shape + MIND since 2026-12-05
     #: the shape recipe as it was until 2026-12-05, without its MIND terms
     "cyclegan+shape-nomind": {"recipe": "recipes/mr2ct-cyclegan-shape.yaml", "overrides": [], "drop": ["mind"]},
@@ -256,6 +270,11 @@ ROWS = {
     **{f"cyclegan-3d-{mode}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
                                "overrides": [f"model.networks.{role}.upsample={mode}" for role in ("g_ab", "g_ba")]}
        for mode in ("blur", "nearest", "linear")},
+    #: the recipe's U-Nets whose outermost k decoder blocks have no skip (outer_skips_dropped): in 2D the U-Nets lost
+    #: all bone where the ResNets lose a quarter (cyclegan-unet)
+    **{f"cyclegan-3d-noskip{k}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
+                                  "overrides": [f"model.networks.{role}.outer_skips_dropped={k}" for role in ("g_ab", "g_ba")]}
+       for k in (1, 2, 3)},
     #: the recipe judged slice by slice by the 2D recipe's critics (16 channels, three stride-2 layers, 70 x 70 in
     #: plane; slice_patchgan): in 2D those critics made the generators draw bone, where the 3D critics (8 channels,
     #: 34^3) ask for it (real CT with its bone removed scores 0.02) and get soft tissue (unpaired_bone_probe.json)

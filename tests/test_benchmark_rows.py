@@ -101,6 +101,11 @@ def test_3d_rows(tmp_path):
             assert other.model.networks[role] == now.model.networks[role].model_copy(update={"upsample": mode})
             assert getattr(now.model.networks[role], "upsample", "transposed") == "transposed"
         assert build_model(other, build_domains(other)).networks()["g_ab"].upsample == mode
+    for k in (1, 2, 3):  # the recipe's U-Nets without the outermost k skips
+        noskip = row(f"cyclegan-3d-noskip{k}")
+        assert (noskip.data, noskip.objective) == (now.data, now.objective)
+        for role in ("g_ab", "g_ba"):
+            assert noskip.model.networks[role] == now.model.networks[role].model_copy(update={"outer_skips_dropped": k})
     sliced = row("cyclegan-3d-slicecritic")  # the 2D recipe's critics, slice by slice
     assert (sliced.data, sliced.objective) == (now.data, now.objective)
     assert all(sliced.model.networks[g] == now.model.networks[g] for g in ("g_ab", "g_ba"))
@@ -199,3 +204,23 @@ def test_markdown_puts_each_tta_row_under_its_row():
     rows = [line.split(" | ")[0].lstrip("| ") for line in unpaired.markdown(record).splitlines() if line.startswith("| ")]
     assert rows[1:] == ["r", "r + flip TTA", "r + shift TTA", "r + flip and shift TTA", "q"]
     assert list(unpaired.TTA_ROWS) == ["flips", "shifts", "flips+shifts"]
+
+
+def test_2d_unet_rows(tmp_path):
+    """The 2D recipe with the 3D recipe's U-Net generators: the same everything else, the same U-Net spec."""
+    def row(name):
+        return unpaired.row_recipe(name, tmp_path / "data", tmp_path / name, 8, check_paths=False)
+
+    plain, three_d = row("cyclegan"), row("cyclegan-3d")
+    for name, dropout, dropped in (("cyclegan-unet", 0.5, 0), ("cyclegan-unet-nodropout", 0.0, 0),
+                                   ("cyclegan-unet-noskip1", 0.5, 1), ("cyclegan-unet-noskip3", 0.5, 3)):
+        recipe = row(name)
+        assert (recipe.data, recipe.objective, recipe.model.spatial_dims) == (plain.data, plain.objective, 2)
+        assert recipe.model.networks["d_b"] == plain.model.networks["d_b"]
+        for role in ("g_ab", "g_ba"):
+            spec = recipe.model.networks[role]
+            fields = spec.model_dump()
+            assert (fields.pop("dropout"), fields.pop("outer_skips_dropped", 0)) == (dropout, dropped)
+            expected = three_d.model.networks[role].model_dump()
+            expected.pop("dropout")
+            assert fields == expected

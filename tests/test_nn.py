@@ -140,6 +140,31 @@ def test_slice_patchgan_is_the_2d_critic_on_every_slice(axis):
         SlicePatchDiscriminator(spatial_dims=3, in_channels=1, axis=3)
 
 
+def test_unet_outer_skips_dropped_reads_no_copy_of_the_outer_levels():
+    torch.manual_seed(0)
+    paper = UNetGenerator(spatial_dims=2, channels=(4, 8, 16, 16), norm="instance", dropout=0.0)
+    assert [block[1].in_channels for block in paper.decoder] == [16, 32, 16, 8]
+    for dropped in (1, 2, 3):
+        net = UNetGenerator(spatial_dims=2, channels=(4, 8, 16, 16), norm="instance", dropout=0.0,
+                            outer_skips_dropped=dropped)
+        # decoder blocks undo levels 3, 2, 1, 0: the outermost `dropped` ones read only the upsampled features
+        widths = [block[1].in_channels for block in net.decoder]
+        assert widths == [16, 32, 16, 8][:4 - dropped] + [16, 8, 4][3 - dropped:]
+        # with every skip dropped the output is the decoder of the innermost code alone
+        x = torch.randn(1, 1, 32, 32)
+        codes = []
+        hook = net.encoder[-1].register_forward_hook(lambda m, i, o: codes.append(o))
+        out = net(x)
+        hook.remove()
+        if dropped == 3:
+            y = net.decoder[0](codes[0])
+            for block in net.decoder[1:]:
+                y = block(y)
+            assert torch.allclose(out, y)
+    with pytest.raises(ValueError, match=r"outer_skips_dropped must be in \[0, 3\]"):
+        UNetGenerator(spatial_dims=2, channels=(4, 8, 16, 16), outer_skips_dropped=4)
+
+
 def test_unet_bad_size_names_size_and_multiple():
     net = UNetGenerator(spatial_dims=2, channels=(4, 8, 8, 8))
     with pytest.raises(ValueError, match=r"\(30, 32\).*divisible by 16"):

@@ -53,6 +53,10 @@ class UNetGenerator(nn.Module):
             3x3 conv (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016), so every output voxel
             sees the same number of kernel taps. With these three the decoder cannot paint a pattern locked to its
             stride-2 grid: a constant input gives a constant output away from the border.
+        outer_skips_dropped: how many of the outermost decoder blocks read only the upsampled features, without
+            their encoder level's skip (0, the paper's: every block after the innermost has it; at most
+            ``depth - 1``). Without the outer skips every output voxel is decided from the deeper levels' context,
+            as in a ResNet generator, not from a copy of its own neighbourhood's intensities.
 
     Example:
         >>> net = UNetGenerator(spatial_dims=2, channels=(8, 16, 32))
@@ -62,7 +66,8 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1,
                  channels: Sequence[int] = (64, 128, 256, 512, 512, 512, 512, 512), dropout: float = 0.5,
-                 norm: str = "batch", final_activation: str = "tanh", upsample: str = "transposed"):
+                 norm: str = "batch", final_activation: str = "tanh", upsample: str = "transposed",
+                 outer_skips_dropped: int = 0):
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims)
         channels = [int(c) for c in channels]
@@ -74,6 +79,10 @@ class UNetGenerator(nn.Module):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
         self.upsample = upsample
+        if not 0 <= int(outer_skips_dropped) <= len(channels) - 1:
+            raise ValueError(f"outer_skips_dropped must be in [0, {len(channels) - 1}] (depth - 1), "
+                             f"got {outer_skips_dropped}")
+        self.outer_skips_dropped = int(outer_skips_dropped)
         head = make_final_activation(final_activation)  # validated before the big layers are built
         self.depth = len(channels)
         bias = conv_bias(norm)  # the reference code uses one bias flag for every normalisable conv
@@ -94,7 +103,7 @@ class UNetGenerator(nn.Module):
         n_dropout = min(DROPOUT_BLOCKS, self.depth - 1) if dropout > 0 else 0
         for level in reversed(range(self.depth)):
             innermost, outermost = level == self.depth - 1, level == 0
-            block_in = channels[level] * (1 if innermost else 2)
+            block_in = channels[level] * (1 if innermost or self.has_no_skip(level) else 2)
             block: List[nn.Module] = [nn.ReLU(inplace=False)]
             width = out_channels if outermost else channels[level - 1]
             if upsample in ("transposed", "blur"):
@@ -112,6 +121,10 @@ class UNetGenerator(nn.Module):
             decoder.append(nn.Sequential(*block))
         self.decoder = nn.ModuleList(decoder)
 
+    def has_no_skip(self, level: int) -> bool:
+        """Whether the decoder block that undoes encoder ``level`` reads the upsampled features alone."""
+        return level < self.outer_skips_dropped
+
     @property
     def size_multiple(self) -> int:
         """Every spatial size of the input must be a multiple of this."""
@@ -128,6 +141,7 @@ class UNetGenerator(nn.Module):
             x = block(x)
             skips.append(x)
         x = self.decoder[0](skips.pop())
-        for block in self.decoder[1:]:
-            x = block(torch.cat([skips.pop(), x], dim=1))
+        for level, block in zip(reversed(range(self.depth - 1)), self.decoder[1:]):
+            skip = skips.pop()
+            x = block(x if self.has_no_skip(level) else torch.cat([skip, x], dim=1))
         return x
