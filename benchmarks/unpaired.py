@@ -273,11 +273,11 @@ ROWS = {
     #: the recipe's U-Nets whose outermost k decoder blocks have no skip (outer_skips_dropped): in 2D the U-Nets lost
     #: all bone where the ResNets lose a quarter (cyclegan-unet)
     **{f"cyclegan-3d-noskip{k}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
-                                  "overrides": [f"model.networks.{role}.outer_skips_dropped={k}" for role in ("g_ab", "g_ba")]}
+                                  "overrides": [f"model.networks.{role}.outer_skips_dropped={k}"
+                                                for role in ("g_ab", "g_ba")]}
        for k in (1, 2, 3)},
     #: the recipe judged slice by slice by the 2D recipe's critics (16 channels, three stride-2 layers, 70 x 70 in
-    #: plane; slice_patchgan): in 2D those critics made the generators draw bone, where the 3D critics (8 channels,
-    #: 34^3) ask for it (real CT with its bone removed scores 0.02) and get soft tissue (unpaired_bone_probe.json)
+    #: plane; slice_patchgan) instead of 8-channel 3D ones (34^3)
     "cyclegan-3d-slicecritic": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml",
                                 "overrides": ["model.networks.d_a={name: slice_patchgan, channels: 16, n_layers: 3, "
                                               "norm: instance}",

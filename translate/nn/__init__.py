@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from . import discriminators, generators, layers  # noqa: F401  (imports register the networks)
-from .discriminators import MultiScaleDiscriminator, PatchDiscriminator, SlicePatchDiscriminator, patchgan_receptive_field
+from .discriminators import (MultiScaleDiscriminator, PatchDiscriminator, SlicePatchDiscriminator,
+                             patchgan_receptive_field)
 from .generators import ResNetGenerator, UNetGenerator
 from .registry import DISCRIMINATORS, GENERATORS
 
@@ -71,7 +72,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = [
-    "DISCRIMINATORS", "GENERATORS", "MultiScaleDiscriminator", "PatchDiscriminator", "ResNetGenerator", "SlicePatchDiscriminator",
-    "UNetGenerator", "build_discriminator", "build_generator", "count_parameters", "init_weights",
-    "patchgan_receptive_field",
+    "DISCRIMINATORS", "GENERATORS", "MultiScaleDiscriminator", "PatchDiscriminator", "ResNetGenerator",
+    "SlicePatchDiscriminator", "UNetGenerator", "build_discriminator", "build_generator", "count_parameters",
+    "init_weights", "patchgan_receptive_field",
 ]

@@ -1,9 +1,9 @@
 """A 2D PatchGAN that judges a 3D volume slice by slice (a "2.5D" critic).
 
 The 3D CycleGAN's critics are small 3D PatchGANs (8 channels, 34^3 receptive field) because a 3D conv
-costs ``k`` times a 2D one; the 2D recipes' critic (16 channels, 70 x 70) is what made their generators
-draw bone. This critic gives a 3D model that 2D critic: every slice along ``axis`` is one 2D sample,
-the same weights for all of them, and the logits come back in the volume's layout.
+costs ``k`` times a 2D one. This critic gives a 3D model the 2D recipes' critic (16 channels, 70 x 70 in
+plane) instead: every slice along ``axis`` is one 2D sample, the same weights for all of them, and the
+logits come back in the volume's layout.
 
 Layout: input ``(B, C, D, H, W)``; output ``(B, 1, D', h, w)`` with the sliced axis kept in place.
 """
