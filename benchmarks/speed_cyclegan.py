@@ -53,6 +53,13 @@ ROWS = {
                                    "model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
                                    "model.networks.g_ba={name: resnet, channels: 8, n_blocks: 6, norm: instance, "
                                    "input_windows: [[-160, 240]]}"]},
+    #: the recipe at its own patch size (16x48x48, one patch: the step is for batch 1, the recipe trains two), with its
+    #: U-Nets or with the 8-channel ResNets (6 blocks, two stride-2 stages) that kept three quarters of the bone in 2D
+    "3d-patch": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (16, 48, 48), "overrides": []},
+    "3d-patch-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (16, 48, 48),
+                        "overrides": ["model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
+                                      "model.networks.g_ba={name: resnet, channels: 8, n_blocks: 6, norm: instance, "
+                                      "input_windows: [[-160, 240]]}"]},
     #: the recipe with the U-Nets' other ways up (`upsample`: blur after each transposed conv, or a resize and a 3x3 conv)
     **{f"3d-64-{mode}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
                          "overrides": ["data.dataset.patch_size=[64, 64, 64]", f"model.networks.g_ab.upsample={mode}",
