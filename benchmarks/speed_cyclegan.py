@@ -7,6 +7,8 @@ Rows:
 * ``3d-64``: ``recipes/mr2ct-cyclegan-3d.yaml`` (its own U-Net / PatchGAN widths; 8-channel ResNets until
   2026-12-06: ``3d-64-resnet``, 8-16-32-64 U-Nets until that night: ``3d-64-unet8``, each with the objective as
   shipped) on 64^3 patches; batch 1. ``3d-64-blur`` / ``3d-64-nearest``: the same with the U-Nets' ``upsample``.
+* ``3d-patch`` / ``3d-patch-resnet``: the 3D recipe on its own patch size (16x48x48), with its U-Nets or the 8-channel
+  ResNets; batch 1.
 
 Everything is built from the recipe by the toolkit (``build_model``, ``build_objectives``,
 ``Trainer``); only the batch is synthetic (random images of the right shapes, so no data files are
@@ -34,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unpaired import RESNET_3D  # noqa: E402  (the 3D recipe's generators until 2026-12-06, as unpaired.py's rows)
 
 ROWS = {
     "2d-256": {"recipe": "recipes/mr2ct-cyclegan.yaml", "shape": (256, 256),
@@ -49,17 +52,11 @@ ROWS = {
                                   "model.networks.g_ba.channels=[8, 16, 32, 64]"]},
     #: the 3D recipe's generators until 2026-12-06 (8-channel ResNets, 6 blocks); the objective as shipped
     "3d-64-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
-                     "overrides": ["data.dataset.patch_size=[64, 64, 64]",
-                                   "model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
-                                   "model.networks.g_ba={name: resnet, channels: 8, n_blocks: 6, norm: instance, "
-                                   "input_windows: [[-160, 240]]}"]},
+                     "overrides": ["data.dataset.patch_size=[64, 64, 64]", *RESNET_3D]},
     #: the recipe at its own patch size (16x48x48, one patch: the step is for batch 1, the recipe trains two), with its
     #: U-Nets or with the 8-channel ResNets (6 blocks, two stride-2 stages) that kept three quarters of the bone in 2D
     "3d-patch": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (16, 48, 48), "overrides": []},
-    "3d-patch-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (16, 48, 48),
-                        "overrides": ["model.networks.g_ab={name: resnet, channels: 8, n_blocks: 6, norm: instance}",
-                                      "model.networks.g_ba={name: resnet, channels: 8, n_blocks: 6, norm: instance, "
-                                      "input_windows: [[-160, 240]]}"]},
+    "3d-patch-resnet": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (16, 48, 48), "overrides": RESNET_3D},
     #: the recipe with the U-Nets' other ways up (`upsample`: blur after each transposed conv, or a resize and a 3x3 conv)
     **{f"3d-64-{mode}": {"recipe": "recipes/mr2ct-cyclegan-3d.yaml", "shape": (64, 64, 64),
                          "overrides": ["data.dataset.patch_size=[64, 64, 64]", f"model.networks.g_ab.upsample={mode}",

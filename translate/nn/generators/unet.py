@@ -11,10 +11,9 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..layers import BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose
-from ..layers import resize_conv
+from ..layers import (BlurPool, check_divisible, check_norm, check_spatial_dims, conv, conv_bias, conv_transpose,
+                      norm_layer, resize_conv)
 from ..layers import final_activation as make_final_activation
-from ..layers import norm_layer
 from ..registry import GENERATORS
 
 #: pix2pix puts dropout in the first three decoder blocks (the innermost ones)
